@@ -1,0 +1,1 @@
+"""PostgreSQL plumbing: connection pool, named queries, migrations, embedded server."""

@@ -1,0 +1,248 @@
+"""The graph registry: names to LangGraph specs, loaded lazily, compiled once, run to JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol, cast
+
+import pydantic
+import pydantic_core
+from langgraph.graph import StateGraph
+
+from lg_deploy.errors import GraphLoadError, GraphOutputError, UnknownGraph
+
+DEFAULT_GRAPHS: dict[str, str] = {
+    "echo": "lg_deploy.examples.echo:graph",
+    "sleep": "lg_deploy.examples.sleep:graph",
+    "fail": "lg_deploy.examples.fail:graph",
+    "pipeline": "lg_deploy.examples.pipeline:graph",
+}
+
+# jsonb refuses NUL, and PostgreSQL refuses surrogate code points (they are not Unicode text).
+_UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+class CompiledGraph(Protocol):
+    """What the registry hands out: a compiled LangGraph graph (a `Pregel`) or a look-alike."""
+
+    async def ainvoke(self, input: Any, config: Any = None) -> Any:
+        """Run the graph on one input and return its output."""
+
+
+class GraphRegistry:
+    """Graph names mapped to `langgraph.json` specs; each graph is loaded and compiled once."""
+
+    def __init__(self, specs: Mapping[str, str], *, base_dir: Path | None = None) -> None:
+        self._specs = dict(specs)
+        self._base_dir = base_dir if base_dir is not None else Path.cwd()
+        self._graphs: dict[str, CompiledGraph] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def names(self) -> list[str]:
+        """The registered graph names, sorted."""
+        return sorted(self._specs)
+
+    async def get(self, graph_id: str) -> CompiledGraph:
+        """The compiled graph named `graph_id`, loaded on first use; concurrent callers wait."""
+        if graph_id in self._graphs:
+            return self._graphs[graph_id]
+        spec = self._spec(graph_id)
+        async with self._locks.setdefault(graph_id, asyncio.Lock()):
+            if graph_id not in self._graphs:
+                value = _import_spec(spec, self._base_dir)
+                if callable(value) and not _is_graph(value):
+                    with _load_step(spec, "factory failed"):
+                        value = _call_factory(value)
+                        if inspect.isawaitable(value):
+                            value = await value
+                self._graphs[graph_id] = _as_graph(spec, value)
+        return self._graphs[graph_id]
+
+    def load_all(self) -> None:
+        """Load every spec now, raising GraphLoadError on the first broken one.
+
+        Graphs and sync factories are built and cached; an async factory is only imported and
+        checked to be callable, since it needs the event loop: it runs on first `get`.
+        """
+        for graph_id in self.names():
+            spec = self._specs[graph_id]
+            value = _import_spec(spec, self._base_dir)
+            if graph_id in self._graphs or inspect.iscoroutinefunction(value):
+                continue
+            if callable(value) and not _is_graph(value):
+                with _load_step(spec, "factory failed"):
+                    value = _call_factory(value)
+                if inspect.iscoroutine(value):  # a sync function handing back a coroutine
+                    value.close()
+                    continue
+            self._graphs[graph_id] = _as_graph(spec, value)
+
+    async def run(
+        self, graph_id: str, input: dict[str, Any], *, config: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Run graph `graph_id` on `input`; its output as a jsonb-storable JSON object."""
+        graph = await self.get(graph_id)
+        return to_json_object(await graph.ainvoke(input, config=config))
+
+    def _spec(self, graph_id: str) -> str:
+        try:
+            return self._specs[graph_id]
+        except KeyError:
+            raise UnknownGraph(graph_id, self._specs) from None
+
+
+def graphs_from_langgraph_json(path: Path) -> tuple[dict[str, str], Path]:
+    """The "graphs" specs of a `langgraph.json` file, and its directory for relative paths."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise GraphLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise GraphLoadError(f"{path} is not valid JSON: {exc}") from exc
+    graphs = document.get("graphs") if isinstance(document, dict) else None
+    if not isinstance(graphs, dict):
+        raise GraphLoadError(f'{path} has no "graphs" object')
+    specs: dict[str, str] = {}
+    for name, value in graphs.items():
+        spec = value.get("path") if isinstance(value, dict) else value
+        if not isinstance(spec, str):
+            raise GraphLoadError(
+                f'{path}: graph {name!r} must be a "file.py:attr" string or an object with "path"'
+            )
+        specs[name] = spec
+    return specs, path.absolute().parent
+
+
+@contextmanager
+def _load_step(spec: str, action: str) -> Iterator[None]:
+    """Turn any error of one loading step into a GraphLoadError naming the spec."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, GraphLoadError):
+            raise
+        detail = f"{action}: {type(exc).__name__}: {exc}"
+        raise GraphLoadError(f"graph spec {spec!r}: {detail}") from exc
+
+
+def _import_spec(spec: str, base_dir: Path) -> object:
+    """The object a `./file.py:attr` or `package.module:attr` spec names."""
+    location, _, attr = spec.rpartition(":")
+    if not location or not attr:
+        raise GraphLoadError(f"graph spec {spec!r} is not './file.py:attr' or 'module:attr'")
+    if location.endswith(".py") or "/" in location or "\\" in location:
+        module = _import_file(spec, base_dir / location)
+    else:
+        with _load_step(spec, f"cannot import {location}"):
+            module = importlib.import_module(location)
+    if not hasattr(module, attr):
+        raise GraphLoadError(f"graph spec {spec!r}: {location} has no attribute {attr!r}")
+    return cast(object, getattr(module, attr))
+
+
+def _import_file(spec: str, path: Path) -> ModuleType:
+    """The module at `path`, executed once under a name derived from its absolute path."""
+    path = path.resolve()
+    if not path.is_file():
+        raise GraphLoadError(f"graph spec {spec!r}: file {path} not found")
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    module_name = f"_lg_deploy_graph_{path.stem}_{digest}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise GraphLoadError(f"graph spec {spec!r}: {path} is not a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    # Registered before running so dataclasses and type hints can find their own module.
+    sys.modules[module_name] = module
+    try:
+        with _load_step(spec, f"cannot import {path}"):
+            module_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
+def _is_graph(value: object) -> bool:
+    return isinstance(value, StateGraph) or callable(getattr(value, "ainvoke", None))
+
+
+def _call_factory(factory: Any) -> object:
+    """What `factory` returns, given a fresh config when it has a required positional parameter."""
+    parameters = inspect.signature(factory).parameters.values()
+    takes_config = any(
+        p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        for p in parameters
+    )
+    return cast(object, factory({"configurable": {}}) if takes_config else factory())
+
+
+def _as_graph(spec: str, value: object) -> CompiledGraph:
+    """`value` as a runnable graph, compiling a StateGraph."""
+    if isinstance(value, StateGraph):
+        with _load_step(spec, "cannot compile StateGraph"):
+            return cast(CompiledGraph, value.compile())
+    if _is_graph(value):
+        return cast(CompiledGraph, value)
+    raise GraphLoadError(
+        f"graph spec {spec!r}: {type(value).__name__} is not a compiled graph,"
+        " a StateGraph or a factory returning one"
+    )
+
+
+def to_json_object(value: Any) -> dict[str, Any]:
+    """`value` as a plain JSON object jsonb accepts: a dict is kept, anything else is wrapped.
+
+    Pydantic models and dataclasses are converted; any other non-JSON value (a set, NaN, a NUL
+    character, ...) raises GraphOutputError rather than being silently changed.
+    """
+    wrapped = value if isinstance(value, dict) else {"value": value}
+    try:
+        plain = json.loads(json.dumps(wrapped, allow_nan=False, default=_jsonable_record))
+    except (TypeError, ValueError, RecursionError) as exc:
+        reason = str(exc)
+        if isinstance(exc, RecursionError):
+            reason = "nested too deeply"
+        elif reason.startswith("Out of range float values"):
+            reason = "NaN and Infinity are not valid JSON"
+        raise GraphOutputError(f"graph output is not JSON-serialisable: {reason}") from exc
+    if (problem := _unstorable_text(plain)) is not None:
+        raise GraphOutputError(f"graph output is not JSON-serialisable: {problem}")
+    return cast(dict[str, Any], plain)
+
+
+def _jsonable_record(value: object) -> object:
+    """`json.dumps` fallback: pydantic models and dataclass instances become plain data."""
+    if isinstance(value, pydantic.BaseModel) or (
+        dataclasses.is_dataclass(value) and not isinstance(value, type)
+    ):
+        return cast(object, pydantic_core.to_jsonable_python(value))
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _unstorable_text(value: object) -> str | None:
+    """Why some key or string of plain JSON data cannot go into jsonb, or None."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and (match := _UNSTORABLE_CHAR.search(item)):
+            return "contains a NUL character" if match[0] == "\x00" else "contains a surrogate"
+    return None

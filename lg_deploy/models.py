@@ -1,0 +1,120 @@
+"""ExecutionStatus, ExecutionState and the one table of allowed status transitions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class ExecutionStatus(StrEnum):
+    """The lifecycle states of an execution (LLD 3.2)."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+FINAL_STATUSES: frozenset[ExecutionStatus] = frozenset(
+    {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED}
+)
+
+# The lifecycle, as pairs (from, to). sql/migrations/0001 holds the same pairs in
+# lg_deploy.execution_transitions; a test proves the two agree.
+ALLOWED_TRANSITIONS: frozenset[tuple[ExecutionStatus, ExecutionStatus]] = frozenset(
+    {
+        (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING),
+        (ExecutionStatus.QUEUED, ExecutionStatus.FAILED),
+        (ExecutionStatus.RUNNING, ExecutionStatus.COMPLETED),
+        (ExecutionStatus.RUNNING, ExecutionStatus.FAILED),
+        (ExecutionStatus.RUNNING, ExecutionStatus.QUEUED),
+    }
+)
+
+
+# The fields an update may change; identity, input and the clocks belong to the store.
+MUTABLE_FIELDS: tuple[str, ...] = (
+    "status",
+    "output",
+    "error",
+    "attempts",
+    "max_attempts",
+    "priority",
+    "run_at",
+    "worker_id",
+    "lease_expires_at",
+)
+
+
+def can_transition(current: ExecutionStatus, new: ExecutionStatus) -> bool:
+    """True when an execution in `current` may move to `new` (same status: while not final)."""
+    if current == new:
+        return current not in FINAL_STATUSES
+    return (current, new) in ALLOWED_TRANSITIONS
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def new_execution_id() -> str:
+    """A fresh random execution id (UUID text)."""
+    return str(uuid.uuid4())
+
+
+class ExecutionState(BaseModel):
+    """The persisted state of one execution: LLD 3.1 plus the columns the queue needs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    execution_id: str = Field(default_factory=new_execution_id)
+    graph_id: str = Field(min_length=1, max_length=200)
+    status: ExecutionStatus = ExecutionStatus.QUEUED
+    input: dict[str, Any]
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    attempts: int = Field(default=0, ge=0)
+    max_attempts: int = Field(default=3, ge=1)
+    priority: int = Field(default=0, ge=-100, le=100)
+    run_at: datetime = Field(default_factory=utcnow)
+    worker_id: str | None = None
+    lease_expires_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    request_id: str | None = None
+    idempotency_key: str | None = None
+
+    @field_validator("execution_id")
+    @classmethod
+    def _canonical_uuid(cls, value: str) -> str:
+        """Execution ids are UUIDs in canonical lower-case text form."""
+        return str(uuid.UUID(value))
+
+    @model_validator(mode="after")
+    def _lifecycle_invariants(self) -> ExecutionState:
+        """The same row invariants as the CHECK constraints of lg_deploy.executions."""
+        if self.attempts > self.max_attempts:
+            raise ValueError("attempts cannot exceed max_attempts")
+        if self.status == ExecutionStatus.QUEUED and self.attempts >= self.max_attempts:
+            raise ValueError("a QUEUED execution must have attempts left")
+        if self.status == ExecutionStatus.RUNNING and (
+            self.worker_id is None or self.lease_expires_at is None
+        ):
+            raise ValueError("a RUNNING execution must have a worker_id and a lease")
+        return self
+
+    @property
+    def is_final(self) -> bool:
+        """True once the execution is COMPLETED or FAILED."""
+        return self.status in FINAL_STATUSES
+
+    def evolve(self, **changes: Any) -> ExecutionState:
+        """A validated copy with `changes` applied."""
+        return ExecutionState.model_validate({**self.model_dump(), **changes})

@@ -1,0 +1,154 @@
+"""Assembles store, queue, listener and worker for a backend, and tears them down in reverse."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from lg_deploy.db.embedded import start_embedded
+from lg_deploy.db.migrations import migrate
+from lg_deploy.db.pool import open_pool
+from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
+from lg_deploy.queue.listener import Listener
+from lg_deploy.queue.memory import AsyncioExecutionQueue
+from lg_deploy.queue.postgres import PostgresExecutionQueue
+from lg_deploy.queue.protocol import ExecutionQueue
+from lg_deploy.settings import Settings
+from lg_deploy.store.memory import InMemoryExecutionStore
+from lg_deploy.store.postgres import PostgresExecutionStore
+from lg_deploy.store.protocol import ExecutionStore
+from lg_deploy.worker import ExecutionWorker, make_worker_id
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The live parts of one lg-deploy process."""
+
+    settings: Settings
+    store: ExecutionStore
+    queue: ExecutionQueue
+    graphs: GraphRegistry
+    worker: ExecutionWorker | None
+    pool: AsyncConnectionPool[Any] | None = None
+    listener: Listener | None = None
+    conninfo: str | None = None
+
+
+def build_registry(settings: Settings, cwd: Path | None = None) -> GraphRegistry:
+    """The configured graphs, or the shipped examples when none are configured."""
+    specs = settings.graphs if settings.graphs else DEFAULT_GRAPHS
+    return GraphRegistry(specs, base_dir=cwd or Path(os.getcwd()))
+
+
+def resolve_conninfo(settings: Settings, stack: contextlib.ExitStack) -> str:
+    """The database URL, starting the embedded server when none is configured."""
+    if settings.database_url:
+        return settings.database_url
+    conninfo, server = start_embedded(settings.data_dir)
+    stack.callback(server.cleanup)
+    return conninfo
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, run_worker: bool = True, graphs: GraphRegistry | None = None
+) -> AsyncIterator[Runtime]:
+    """Open every part for `settings.backend`, start the worker, and close all in reverse order."""
+    registry = graphs or build_registry(settings)
+    registry.load_all()
+    if settings.backend == "memory":
+        async with _memory_runtime(settings, registry, run_worker) as runtime:
+            yield runtime
+        return
+    with contextlib.ExitStack() as stack:
+        conninfo = resolve_conninfo(settings, stack)
+        async with _postgres_runtime(settings, registry, conninfo, run_worker) as runtime:
+            yield runtime
+
+
+@contextlib.asynccontextmanager
+async def _memory_runtime(
+    settings: Settings, registry: GraphRegistry, run_worker: bool
+) -> AsyncIterator[Runtime]:
+    store = InMemoryExecutionStore()
+    queue = AsyncioExecutionQueue()
+    worker = (
+        _make_worker(settings, store, queue, registry, make_worker_id()) if run_worker else None
+    )
+    runtime = Runtime(settings, store, queue, registry, worker)
+    async with _running(worker, settings):
+        yield runtime
+
+
+@contextlib.asynccontextmanager
+async def _postgres_runtime(
+    settings: Settings, registry: GraphRegistry, conninfo: str, run_worker: bool
+) -> AsyncIterator[Runtime]:
+    if settings.migrate_on_start:
+        await migrate(conninfo)
+    pool = await open_pool(conninfo, max_size=settings.pool_max_size)
+    try:
+        listener = Listener(conninfo)
+        await listener.start()
+        try:
+            worker_id = make_worker_id()
+            store = PostgresExecutionStore(pool)
+            queue = PostgresExecutionQueue(
+                pool,
+                worker_id=worker_id,
+                listener=listener,
+                lease_seconds=settings.lease_seconds,
+                poll_interval_seconds=settings.poll_interval_seconds,
+            )
+            worker = (
+                _make_worker(settings, store, queue, registry, worker_id) if run_worker else None
+            )
+            runtime = Runtime(settings, store, queue, registry, worker, pool, listener, conninfo)
+            try:
+                async with _running(worker, settings):
+                    yield runtime
+            finally:
+                await queue.close()
+        finally:
+            await listener.stop()
+    finally:
+        await pool.close()
+
+
+def _make_worker(
+    settings: Settings,
+    store: ExecutionStore,
+    queue: ExecutionQueue,
+    registry: GraphRegistry,
+    worker_id: str,
+) -> ExecutionWorker:
+    return ExecutionWorker(
+        store,
+        queue,
+        registry,
+        concurrency=settings.worker_concurrency,
+        worker_id=worker_id,
+        lease_seconds=settings.lease_seconds,
+        execution_timeout_seconds=settings.execution_timeout_seconds,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _running(worker: ExecutionWorker | None, settings: Settings) -> AsyncIterator[None]:
+    if worker is None:
+        yield
+        return
+    await worker.start()
+    try:
+        yield
+    finally:
+        await worker.stop(settings.shutdown_grace_seconds)

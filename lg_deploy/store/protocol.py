@@ -1,0 +1,59 @@
+"""The ExecutionStore protocol (LLD 4.1): persistence of execution state, nothing else."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from lg_deploy.errors import ExecutionNotFound, InvalidTransition
+from lg_deploy.models import ExecutionState, ExecutionStatus, can_transition
+
+
+class ExecutionStore(Protocol):
+    """Creates, reads and atomically updates executions; every update is a guarded transition."""
+
+    async def create(self, state: ExecutionState) -> ExecutionState:
+        """Persist a new QUEUED execution and return it as stored."""
+        ...
+
+    async def get(self, execution_id: str) -> ExecutionState | None:
+        """The execution with this id, or None."""
+        ...
+
+    async def update(
+        self, state: ExecutionState, *, expected_status: ExecutionStatus
+    ) -> ExecutionState:
+        """Store `state` only if the stored row is still in `expected_status`.
+
+        Leaving RUNNING also requires the stored attempt and worker to equal `state`'s (fencing).
+        Raises ExecutionNotFound, or InvalidTransition when the guard refuses the change.
+        """
+        ...
+
+
+def check_transition(state: ExecutionState, expected_status: ExecutionStatus) -> None:
+    """Raise InvalidTransition unless the lifecycle allows expected_status -> state.status."""
+    if not can_transition(expected_status, state.status):
+        raise InvalidTransition(
+            state.execution_id,
+            f"cannot go from {expected_status} to {state.status}",
+        )
+
+
+def explain_refusal(
+    execution_id: str,
+    stored: ExecutionState | None,
+    wanted: ExecutionState,
+    expected_status: ExecutionStatus,
+) -> Exception:
+    """The domain error for an update the store refused, from what is stored now."""
+    if stored is None:
+        return ExecutionNotFound(execution_id)
+    if stored.status != expected_status:
+        return InvalidTransition(
+            execution_id, f"expected {expected_status} but it is {stored.status}"
+        )
+    return InvalidTransition(
+        execution_id,
+        f"attempt {wanted.attempts} by {wanted.worker_id} no longer owns it "
+        f"(attempt {stored.attempts} by {stored.worker_id} does)",
+    )

@@ -1,0 +1,229 @@
+"""ExecutionWorker (LLD 6.1): dequeue, load, RUNNING, run the graph, COMPLETED or FAILED."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+from typing import Any, Protocol
+
+from lg_deploy.errors import LgDeployError
+from lg_deploy.logs import bound
+from lg_deploy.models import ExecutionState, ExecutionStatus, utcnow
+from lg_deploy.queue.protocol import ExecutionQueue
+from lg_deploy.store.protocol import ExecutionStore
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 4
+DEFAULT_LEASE_SECONDS = 30.0
+STORE_RETRY_SECONDS = 1.0
+# After the grace period, cancelled executions get this long to hand themselves back.
+HAND_BACK_SECONDS = 10.0
+
+
+class GraphRunner(Protocol):
+    """Runs the graph an execution names (GraphRegistry is the real one)."""
+
+    async def run(self, graph_id: str, input: dict[str, Any]) -> dict[str, Any]:
+        """The graph's output as a JSON object; raises on failure or unknown graph."""
+        ...
+
+
+def make_worker_id() -> str:
+    """A worker id unique to this process run: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def describe_error(error: BaseException) -> str:
+    """A readable one-line error for the `error` column."""
+    if isinstance(error, LgDeployError):
+        return str(error)
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class ExecutionWorker:
+    """Runs up to `concurrency` executions at once; one execution's failure never stops the rest."""
+
+    def __init__(
+        self,
+        store: ExecutionStore,
+        queue: ExecutionQueue,
+        graphs: GraphRunner,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        worker_id: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        execution_timeout_seconds: float | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.store = store
+        self.queue = queue
+        self.graphs = graphs
+        self.concurrency = concurrency
+        self.worker_id = worker_id or make_worker_id()
+        self.lease_seconds = lease_seconds
+        self.execution_timeout_seconds = execution_timeout_seconds
+        self._slots: set[asyncio.Task[None]] = set()
+        self._idle: set[asyncio.Task[None]] = set()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+
+    @property
+    def running_ids(self) -> list[str]:
+        """Ids of the executions this worker is running now."""
+        return list(self._running)
+
+    async def start(self) -> None:
+        """Start `concurrency` slots, each taking one execution at a time from the queue."""
+        if self._slots:
+            return
+        self._stopping = False
+        for number in range(self.concurrency):
+            self._slots.add(asyncio.create_task(self._slot(), name=f"lg-deploy-slot-{number}"))
+        logger.info("worker %s started with %d slots", self.worker_id, self.concurrency)
+
+    async def stop(self, grace_seconds: float = 0.0) -> None:
+        """Stop claiming, let running executions finish for `grace_seconds`, hand back the rest."""
+        self._stopping = True
+        for slot in self._idle:
+            slot.cancel()
+        await asyncio.sleep(0)  # tasks just created take their first step, so they can hand back
+        busy = [task for task in self._running.values() if not task.done()]
+        if busy and grace_seconds > 0:
+            await asyncio.wait(busy, timeout=grace_seconds)
+        for task in self._running.values():
+            task.cancel()
+        if self._slots:
+            _done, pending = await asyncio.wait(self._slots, timeout=HAND_BACK_SECONDS)
+            for task in pending:
+                logger.error("slot %s did not stop; abandoning it", task.get_name())
+        self._slots.clear()
+        self._idle.clear()
+        logger.info("worker %s stopped", self.worker_id)
+
+    async def _slot(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        while not self._stopping:
+            self._idle.add(me)
+            try:
+                execution_id = await self.queue.dequeue()
+            finally:
+                self._idle.discard(me)
+            task = asyncio.create_task(self._process_quietly(execution_id))
+            self._running[execution_id] = task
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.done():
+                    task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise
+            finally:
+                self._running.pop(execution_id, None)
+
+    async def _process_quietly(self, execution_id: str) -> None:
+        try:
+            await self.process(execution_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("execution %s: unexpected worker error", execution_id)
+
+    async def process(self, execution_id: str) -> ExecutionState | None:
+        """Run one execution to COMPLETED or FAILED; returns its final state, None if not ours."""
+        try:
+            state = await self._begin(execution_id)
+        except LgDeployError as error:
+            logger.info("skipping execution %s: %s", execution_id, error)
+            return None
+        if state is None:
+            return None
+        with bound(
+            execution_id=state.execution_id,
+            graph_id=state.graph_id,
+            request_id=state.request_id,
+            attempt=state.attempts,
+        ):
+            logger.info("execution started")
+            try:
+                return await self._run_and_record(state)
+            except asyncio.CancelledError:
+                await self._hand_back(state)
+                raise
+
+    async def _begin(self, execution_id: str) -> ExecutionState | None:
+        """The RUNNING state this worker owns: claimed by the queue already, or claimed here."""
+        state = await self.store.get(execution_id)
+        if state is None:
+            logger.warning("execution %s vanished before it ran", execution_id)
+            return None
+        if state.status == ExecutionStatus.RUNNING and state.worker_id == self.worker_id:
+            return state
+        if state.status != ExecutionStatus.QUEUED:
+            logger.info("execution %s is %s; not running it", execution_id, state.status)
+            return None
+        running = state.evolve(
+            status=ExecutionStatus.RUNNING,
+            attempts=state.attempts + 1,
+            worker_id=self.worker_id,
+            lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds),
+        )
+        return await self.store.update(running, expected_status=ExecutionStatus.QUEUED)
+
+    async def _run_and_record(self, state: ExecutionState) -> ExecutionState | None:
+        try:
+            async with asyncio.timeout(self.execution_timeout_seconds):
+                output = await self.graphs.run(state.graph_id, state.input)
+        except TimeoutError:
+            error = f"timed out after {self.execution_timeout_seconds:g} s"
+            return await self._finish(state, ExecutionStatus.FAILED, error=error)
+        except Exception as exc:
+            logger.info("execution failed: %s", describe_error(exc))
+            return await self._finish(state, ExecutionStatus.FAILED, error=describe_error(exc))
+        return await self._finish(state, ExecutionStatus.COMPLETED, output=output)
+
+    async def _finish(
+        self,
+        state: ExecutionState,
+        status: ExecutionStatus,
+        *,
+        output: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> ExecutionState | None:
+        final = state.evolve(status=status, output=output, error=error)
+        while True:
+            try:
+                stored = await self.store.update(final, expected_status=ExecutionStatus.RUNNING)
+            except LgDeployError as refused:
+                logger.warning("outcome not recorded: %s", refused)
+                return None
+            except Exception:
+                logger.exception("could not record the outcome; retrying")
+                await asyncio.sleep(STORE_RETRY_SECONDS)
+                continue
+            logger.info("execution %s", status.lower())
+            return stored
+
+    async def _hand_back(self, state: ExecutionState) -> None:
+        """Return an interrupted execution to the queue, or fail it when no attempts are left."""
+        reason = f"interrupted: worker {self.worker_id} stopped"
+        if state.attempts < state.max_attempts:
+            back = state.evolve(status=ExecutionStatus.QUEUED, error=reason)
+        else:
+            back = state.evolve(status=ExecutionStatus.FAILED, error=f"{reason}; no attempts left")
+        try:
+            await self.store.update(back, expected_status=ExecutionStatus.RUNNING)
+            logger.info("execution handed back as %s", back.status)
+            if back.status == ExecutionStatus.QUEUED:
+                await self.queue.enqueue(state.execution_id)
+        except Exception as error:
+            logger.warning("could not hand back execution: %s", error)

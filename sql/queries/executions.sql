@@ -1,0 +1,57 @@
+-- name: insert_execution
+-- Insert one QUEUED execution and return the stored row.
+INSERT INTO lg_deploy.executions
+    (execution_id, graph_id, input, max_attempts, priority, run_at, request_id, idempotency_key)
+VALUES
+    (%(execution_id)s, %(graph_id)s, %(input)s, %(max_attempts)s, %(priority)s,
+     COALESCE(%(run_at)s, now()), %(request_id)s, %(idempotency_key)s)
+RETURNING *;
+
+-- name: get_execution
+-- One execution by id.
+SELECT * FROM lg_deploy.executions WHERE execution_id = %(execution_id)s;
+
+-- name: update_execution
+-- Compare-and-set: applies only while the row has the expected status (and, leaving RUNNING,
+-- the same attempt and worker); no row back means not found or a lost race.
+UPDATE lg_deploy.executions
+SET status = %(status)s,
+    output = %(output)s,
+    error = %(error)s,
+    attempts = %(attempts)s,
+    max_attempts = %(max_attempts)s,
+    priority = %(priority)s,
+    run_at = %(run_at)s,
+    worker_id = %(worker_id)s,
+    lease_expires_at = %(lease_expires_at)s
+WHERE execution_id = %(execution_id)s
+  AND status = %(expected_status)s
+  AND (status <> 'RUNNING' OR (attempts = %(expected_attempts)s AND worker_id = %(expected_worker_id)s))
+RETURNING *;
+
+-- name: claim_executions
+-- Claim up to `limit` due QUEUED executions for one worker, highest priority then oldest first.
+WITH picked AS (
+    SELECT execution_id
+    FROM lg_deploy.executions
+    WHERE status = 'QUEUED' AND run_at <= now()
+    ORDER BY priority DESC, run_at, execution_id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE lg_deploy.executions e
+SET status = 'RUNNING',
+    attempts = e.attempts + 1,
+    worker_id = %(worker_id)s,
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+FROM picked
+WHERE e.execution_id = picked.execution_id
+RETURNING e.execution_id;
+
+-- name: release_unstarted
+-- Hand back claimed executions this worker never started: QUEUED again, the claim not counted.
+UPDATE lg_deploy.executions
+SET status = 'QUEUED', attempts = attempts - 1, error = %(reason)s
+WHERE execution_id = ANY(%(execution_ids)s::uuid[])
+  AND status = 'RUNNING' AND worker_id = %(worker_id)s
+RETURNING execution_id;

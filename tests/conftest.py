@@ -1,0 +1,141 @@
+"""Shared fixtures: a real PostgreSQL, a fresh migrated database per test, and test factories.
+
+The server is the embedded one from pgserver (started in a temporary folder, as the
+unprivileged `pgserver` user when run as root), or the one named by LG_DEPLOY_TEST_DATABASE_URL
+(e.g. postgresql://postgres@127.0.0.1:5432/postgres). Each test gets a database cloned from a
+template that holds every migration (pytest-postgresql's template janitor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import AsyncConnectionPool
+from pytest_postgresql import factories
+from pytest_postgresql.executors.noop import NoopExecutor
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from lg_deploy.db.migrations import migrate
+from lg_deploy.db.pool import open_pool
+from lg_deploy.models import ExecutionState
+
+TEST_DATABASE_ENV = "LG_DEPLOY_TEST_DATABASE_URL"
+TEST_DBNAME = "lgd_test"
+
+
+def _apply_migrations(
+    host: str, port: int, user: str, dbname: str, password: str | None, **_: Any
+) -> None:
+    conninfo = make_conninfo(host=host, port=port, user=user, dbname=dbname, password=password)
+    asyncio.run(migrate(conninfo))
+
+
+def _server_params(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Any]:
+    url = os.environ.get(TEST_DATABASE_ENV)
+    if url:
+        params = conninfo_to_dict(url)
+        return params, None
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    return conninfo_to_dict(server.get_uri()), server
+
+
+@pytest.fixture(scope="session")
+def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NoopExecutor]:
+    """The PostgreSQL server, with a template database holding every migration."""
+    params, server = _server_params(tmp_path_factory)
+    executor = NoopExecutor(
+        host=str(params.get("host", "localhost")),
+        port=int(params.get("port", 5432)),
+        user=str(params.get("user", "postgres")),
+        password=params.get("password") or None,
+        dbname=TEST_DBNAME,
+        options="",
+    )
+    janitor = DatabaseJanitor(
+        user=executor.user,
+        host=executor.host,
+        port=executor.port,
+        dbname=executor.template_dbname,
+        password=executor.password,
+        as_template=True,
+    )
+    janitor.drop() if _database_exists(executor, executor.template_dbname) else None
+    with janitor:
+        janitor.load(_apply_migrations)
+        yield executor
+    if server is not None:
+        server.cleanup()
+
+
+def _database_exists(executor: NoopExecutor, dbname: str) -> bool:
+    conninfo = make_conninfo(
+        host=executor.host, port=executor.port, user=executor.user, dbname="postgres"
+    )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return (
+            conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+            is not None
+        )
+
+
+postgresql = factories.postgresql("pg_template")
+
+
+@pytest.fixture
+def db_url(postgresql: psycopg.Connection[Any]) -> str:
+    """Connection string of this test's own freshly migrated database."""
+    info = postgresql.info
+    return make_conninfo(
+        host=info.host, port=info.port, user=info.user, dbname=info.dbname, password=info.password
+    )
+
+
+@pytest.fixture
+def sql(postgresql: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """A plain autocommit connection to the test database, as psql or another system would use."""
+    postgresql.autocommit = True
+    return postgresql
+
+
+@pytest.fixture
+async def pool(db_url: str) -> AsyncIterator[AsyncConnectionPool[Any]]:
+    """An open lg-deploy pool on the test database."""
+    opened = await open_pool(db_url, max_size=5)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def make_state(**overrides: Any) -> ExecutionState:
+    """A QUEUED execution of the echo graph; any field can be overridden."""
+    fields: dict[str, Any] = {"graph_id": "echo", "input": {"n": 1}}
+    fields.update(overrides)
+    return ExecutionState(**fields)
+
+
+@pytest.fixture
+def worker_env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for an `lg-deploy` child process on the test database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LG_DEPLOY_")}
+    env.update(
+        LG_DEPLOY_DATABASE_URL=db_url,
+        LG_DEPLOY_POLL_INTERVAL_SECONDS="0.5",
+        LG_DEPLOY_LOG_FORMAT="json",
+        LG_DEPLOY_DATA_DIR=str(tmp_path / "data"),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+LG_DEPLOY_COMMAND = [sys.executable, "-m", "lg_deploy"]
