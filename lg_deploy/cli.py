@@ -1,16 +1,19 @@
-"""The `lg-deploy` command line: migrate, worker (serve and the execution commands come later)."""
+"""The `lg-deploy` command line: serve, worker, migrate, and commands for executions."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from lg_deploy.client import ApiCallError, Client
 from lg_deploy.db.migrations import migrate
 from lg_deploy.errors import ConfigError, GraphLoadError
 from lg_deploy.logs import configure_logging
@@ -20,8 +23,12 @@ from lg_deploy.settings import Settings, load_settings
 logger = logging.getLogger("lg_deploy.cli")
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_NOT_FINAL = 3
 EXIT_SECOND_SIGNAL = 130
+
+Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,11 +38,41 @@ def build_parser() -> argparse.ArgumentParser:
         description="Durable LangGraph executions on PostgreSQL. Settings: LG_DEPLOY_* variables.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    migrate_cmd = commands.add_parser("migrate", help="apply pending migrations and exit")
-    migrate_cmd.set_defaults(handler=_migrate)
-    worker_cmd = commands.add_parser("worker", help="run workers until SIGTERM or SIGINT")
-    worker_cmd.set_defaults(handler=_worker)
+    commands.add_parser("serve", help="run the HTTP API and workers").set_defaults(handler=_serve)
+    worker = commands.add_parser("worker", help="run workers only, until SIGTERM or SIGINT")
+    worker.set_defaults(handler=_worker)
+    commands.add_parser("migrate", help="apply pending migrations").set_defaults(handler=_migrate)
+    _add_client_commands(commands)
     return parser
+
+
+def _add_client_commands(commands: Any) -> None:
+    def client_command(name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
+        command: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+        command.add_argument("--url", help="server URL (default: http://LG_DEPLOY_HOST:PORT)")
+        command.set_defaults(handler=handler)
+        return command
+
+    submit = client_command("submit", "submit an execution and print it", _submit)
+    submit.add_argument("graph_id")
+    submit.add_argument("--input", default="{}", help="the input, a JSON object")
+    submit.add_argument("--priority", type=int, default=0)
+    submit.add_argument("--wait", action="store_true", help="wait for the outcome")
+    submit.add_argument("--timeout", type=float, default=60.0, help="seconds to wait")
+    get = client_command("get", "print one execution", _get)
+    get.add_argument("execution_id")
+    listing = client_command("list", "print executions, newest first", _list)
+    listing.add_argument("--status", choices=["QUEUED", "RUNNING", "COMPLETED", "FAILED"])
+    listing.add_argument("--graph", dest="graph_id")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--cursor")
+    wait = client_command("wait", "wait until an execution is final and print it", _wait)
+    wait.add_argument("execution_id")
+    wait.add_argument("--timeout", type=float, default=60.0, help="seconds to wait")
+    cancel = client_command("cancel", "cancel a QUEUED execution", _cancel)
+    cancel.add_argument("execution_id")
+    events = client_command("events", "print an execution's history", _events)
+    events.add_argument("execution_id")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,15 +84,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lg-deploy: {error}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log_level, settings.log_format)
-    handler: Callable[[Settings], int] = args.handler
+    handler: Handler = args.handler
     try:
-        return handler(settings)
+        return handler(args, settings)
     except (ConfigError, GraphLoadError) as error:
         print(f"lg-deploy: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except ApiCallError as error:
+        print(f"lg-deploy: {error}", file=sys.stderr)
+        return EXIT_FAILED
 
 
-def _migrate(settings: Settings) -> int:
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from lg_deploy.http import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
+    )
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the signal it caught once it has shut down gracefully; with this
+    # handler restored in its place, a clean shutdown exits 0 like `lg-deploy worker`.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _ignore_signal)
+    server.run()
+    return EXIT_OK if server.started else EXIT_FAILED
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """A signal handler that does nothing (see _serve)."""
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     with contextlib.ExitStack() as stack:
         conninfo = resolve_conninfo(settings, stack)
         applied = asyncio.run(migrate(conninfo))
@@ -63,7 +130,7 @@ def _migrate(settings: Settings) -> int:
     return EXIT_OK
 
 
-def _worker(settings: Settings) -> int:
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
     asyncio.run(_run_worker(settings))
     return EXIT_OK
 
@@ -90,3 +157,65 @@ def _stop_on_signals() -> asyncio.Event:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
     return stop
+
+
+def _client(args: argparse.Namespace, settings: Settings) -> Client:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+    return Client(args.url or f"http://{host}:{settings.port}", api_key=settings.api_key)
+
+
+def _print(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _outcome(execution: dict[str, Any]) -> int:
+    status = execution.get("status")
+    if status == "COMPLETED":
+        return EXIT_OK
+    return EXIT_FAILED if status == "FAILED" else EXIT_NOT_FINAL
+
+
+def _submit(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        payload = json.loads(args.input)
+    except ValueError as error:
+        print(f"lg-deploy: --input is not JSON: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    client = _client(args, settings)
+    body = {"graph_id": args.graph_id, "input": payload, "priority": args.priority}
+    execution = client.call("POST", "/executions", body=body)
+    if not args.wait:
+        _print(execution)
+        return EXIT_OK
+    final = client.wait(execution["execution_id"], args.timeout)
+    _print(final)
+    return _outcome(final)
+
+
+def _get(args: argparse.Namespace, settings: Settings) -> int:
+    _print(_client(args, settings).call("GET", f"/executions/{args.execution_id}"))
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    query = {"status": args.status, "graph_id": args.graph_id, "limit": args.limit}
+    query["cursor"] = args.cursor
+    _print(_client(args, settings).call("GET", "/executions", query=query))
+    return EXIT_OK
+
+
+def _wait(args: argparse.Namespace, settings: Settings) -> int:
+    final = _client(args, settings).wait(args.execution_id, args.timeout)
+    _print(final)
+    return _outcome(final)
+
+
+def _cancel(args: argparse.Namespace, settings: Settings) -> int:
+    path = f"/executions/{args.execution_id}/cancel"
+    _print(_client(args, settings).call("POST", path))
+    return EXIT_OK
+
+
+def _events(args: argparse.Namespace, settings: Settings) -> int:
+    _print(_client(args, settings).call("GET", f"/executions/{args.execution_id}/events"))
+    return EXIT_OK

@@ -143,6 +143,7 @@ def _import_spec(spec: str, base_dir: Path) -> object:
     if not location or not attr:
         raise GraphLoadError(f"graph spec {spec!r} is not './file.py:attr' or 'module:attr'")
     if location.endswith(".py") or "/" in location or "\\" in location:
+        _make_importable(base_dir)
         module = _import_file(spec, base_dir / location)
     else:
         with _load_step(spec, f"cannot import {location}"):
@@ -150,6 +151,13 @@ def _import_spec(spec: str, base_dir: Path) -> object:
     if not hasattr(module, attr):
         raise GraphLoadError(f"graph spec {spec!r}: {location} has no attribute {attr!r}")
     return cast(object, getattr(module, attr))
+
+
+def _make_importable(folder: Path) -> None:
+    """Let graph files import modules under `folder`, like LangGraph's `dependencies: ["."]`."""
+    entry = str(folder.resolve())
+    if entry not in sys.path:
+        sys.path.append(entry)
 
 
 def _import_file(spec: str, path: Path) -> ModuleType:

@@ -17,7 +17,10 @@ _context: ContextVar[dict[str, Any]] = ContextVar("lg_deploy_log_context", defau
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
     "asctime",
+    "color_message",  # uvicorn's coloured duplicate of the message
 }
+# Libraries whose INFO lines are noise for an operator.
+_QUIET_LOGGERS = ("pgserver",)
 
 
 @contextlib.contextmanager
@@ -88,3 +91,5 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

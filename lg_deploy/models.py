@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 
 class ExecutionStatus(StrEnum):
@@ -78,16 +85,16 @@ class ExecutionState(BaseModel):
     input: dict[str, Any]
     output: dict[str, Any] | None = None
     error: str | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: AwareDatetime = Field(default_factory=utcnow)
+    updated_at: AwareDatetime = Field(default_factory=utcnow)
     attempts: int = Field(default=0, ge=0)
     max_attempts: int = Field(default=3, ge=1)
     priority: int = Field(default=0, ge=-100, le=100)
-    run_at: datetime = Field(default_factory=utcnow)
+    run_at: AwareDatetime = Field(default_factory=utcnow)
     worker_id: str | None = None
-    lease_expires_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    lease_expires_at: AwareDatetime | None = None
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
     request_id: str | None = None
     idempotency_key: str | None = None
 
@@ -118,3 +125,37 @@ class ExecutionState(BaseModel):
     def evolve(self, **changes: Any) -> ExecutionState:
         """A validated copy with `changes` applied."""
         return ExecutionState.model_validate({**self.model_dump(), **changes})
+
+
+class ExecutionEvent(BaseModel):
+    """One row of an execution's history: its insert or one status change."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: int
+    execution_id: str
+    from_status: ExecutionStatus | None
+    to_status: ExecutionStatus
+    at: AwareDatetime
+    worker_id: str | None = None
+    attempt: int
+    error: str | None = None
+
+
+class StatusCount(BaseModel):
+    """How many executions of one graph are in one status."""
+
+    model_config = ConfigDict(frozen=True)
+
+    graph_id: str
+    status: ExecutionStatus
+    count: int
+
+
+class PageCursor(BaseModel):
+    """Where a newest-first listing continues: strictly older than this (created_at, id)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    created_at: AwareDatetime
+    execution_id: str

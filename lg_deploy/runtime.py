@@ -16,6 +16,7 @@ from lg_deploy.db.embedded import start_embedded
 from lg_deploy.db.migrations import migrate
 from lg_deploy.db.pool import open_pool
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
+from lg_deploy.metrics import Metrics
 from lg_deploy.queue.listener import Listener
 from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.queue.postgres import PostgresExecutionQueue
@@ -46,7 +47,10 @@ class Runtime:
 def build_registry(settings: Settings, cwd: Path | None = None) -> GraphRegistry:
     """The configured graphs, or the shipped examples when none are configured."""
     specs = settings.graphs if settings.graphs else DEFAULT_GRAPHS
-    return GraphRegistry(specs, base_dir=cwd or Path(os.getcwd()))
+    base_dir = settings.config.resolve().parent if settings.config else cwd or Path(os.getcwd())
+    registry = GraphRegistry(specs, base_dir=base_dir)
+    registry.load_all()
+    return registry
 
 
 def resolve_conninfo(settings: Settings, stack: contextlib.ExitStack) -> str:
@@ -60,65 +64,67 @@ def resolve_conninfo(settings: Settings, stack: contextlib.ExitStack) -> str:
 
 @contextlib.asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, run_worker: bool = True, graphs: GraphRegistry | None = None
+    settings: Settings,
+    *,
+    graphs: GraphRegistry | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open every part for `settings.backend`, start the worker, and close all in reverse order."""
     registry = graphs or build_registry(settings)
-    registry.load_all()
     if settings.backend == "memory":
-        async with _memory_runtime(settings, registry, run_worker) as runtime:
-            yield runtime
+        store, queue = InMemoryExecutionStore(), AsyncioExecutionQueue()
+        async with runtime_over(settings, store, queue, graphs=registry, metrics=metrics) as rt:
+            yield rt
         return
     with contextlib.ExitStack() as stack:
         conninfo = resolve_conninfo(settings, stack)
-        async with _postgres_runtime(settings, registry, conninfo, run_worker) as runtime:
+        async with _postgres_runtime(settings, registry, conninfo, metrics) as runtime:
             yield runtime
 
 
 @contextlib.asynccontextmanager
-async def _memory_runtime(
-    settings: Settings, registry: GraphRegistry, run_worker: bool
+async def runtime_over(
+    settings: Settings,
+    store: ExecutionStore,
+    queue: ExecutionQueue,
+    *,
+    graphs: GraphRegistry | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Runtime]:
-    store = InMemoryExecutionStore()
-    queue = AsyncioExecutionQueue()
-    worker = (
-        _make_worker(settings, store, queue, registry, make_worker_id()) if run_worker else None
-    )
-    runtime = Runtime(settings, store, queue, registry, worker)
+    """A runtime over a given store and queue (memory backend, tests' fakes), worker running."""
+    registry = graphs or build_registry(settings)
+    worker = _make_worker(settings, store, queue, registry, make_worker_id(), metrics)
     async with _running(worker, settings):
-        yield runtime
+        yield Runtime(settings, store, queue, registry, worker)
 
 
 @contextlib.asynccontextmanager
 async def _postgres_runtime(
-    settings: Settings, registry: GraphRegistry, conninfo: str, run_worker: bool
+    settings: Settings, registry: GraphRegistry, conninfo: str, metrics: Metrics | None
 ) -> AsyncIterator[Runtime]:
     if settings.migrate_on_start:
         await migrate(conninfo)
-    pool = await open_pool(conninfo, max_size=settings.pool_max_size)
+    pool = await open_pool(
+        conninfo, max_size=settings.pool_max_size, timeout_seconds=settings.pool_timeout_seconds
+    )
+    listener = Listener(conninfo)
+    worker_id = make_worker_id()
+    store = PostgresExecutionStore(pool)
+    queue = PostgresExecutionQueue(
+        pool,
+        worker_id=worker_id,
+        listener=listener,
+        lease_seconds=settings.lease_seconds,
+        poll_interval_seconds=settings.poll_interval_seconds,
+    )
+    worker = _make_worker(settings, store, queue, registry, worker_id, metrics)
     try:
-        listener = Listener(conninfo)
         await listener.start()
         try:
-            worker_id = make_worker_id()
-            store = PostgresExecutionStore(pool)
-            queue = PostgresExecutionQueue(
-                pool,
-                worker_id=worker_id,
-                listener=listener,
-                lease_seconds=settings.lease_seconds,
-                poll_interval_seconds=settings.poll_interval_seconds,
-            )
-            worker = (
-                _make_worker(settings, store, queue, registry, worker_id) if run_worker else None
-            )
-            runtime = Runtime(settings, store, queue, registry, worker, pool, listener, conninfo)
-            try:
-                async with _running(worker, settings):
-                    yield runtime
-            finally:
-                await queue.close()
+            async with _running(worker, settings):
+                yield Runtime(settings, store, queue, registry, worker, pool, listener, conninfo)
         finally:
+            await queue.close()
             await listener.stop()
     finally:
         await pool.close()
@@ -130,6 +136,7 @@ def _make_worker(
     queue: ExecutionQueue,
     registry: GraphRegistry,
     worker_id: str,
+    metrics: Metrics | None,
 ) -> ExecutionWorker:
     return ExecutionWorker(
         store,
@@ -139,14 +146,12 @@ def _make_worker(
         worker_id=worker_id,
         lease_seconds=settings.lease_seconds,
         execution_timeout_seconds=settings.execution_timeout_seconds,
+        metrics=metrics,
     )
 
 
 @contextlib.asynccontextmanager
-async def _running(worker: ExecutionWorker | None, settings: Settings) -> AsyncIterator[None]:
-    if worker is None:
-        yield
-        return
+async def _running(worker: ExecutionWorker, settings: Settings) -> AsyncIterator[None]:
     await worker.start()
     try:
         yield

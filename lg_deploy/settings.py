@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".lg-deploy")
     migrate_on_start: bool = True
     pool_max_size: int = Field(default=10, ge=1, le=1000)
+    pool_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
     worker_concurrency: int = Field(default=4, ge=1, le=10_000)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     lease_seconds: float = Field(default=30.0, ge=1, le=86_400)
@@ -46,6 +47,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65_535)
     api_key: str | None = Field(default=None, min_length=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
@@ -94,6 +96,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     try:
         return Settings(**{**from_file, **from_env})
     except ValidationError as error:
+        field = str(error.errors()[0]["loc"][0]) if error.errors()[0]["loc"] else ""
+        if field in from_file and field not in from_env:
+            problem = error.errors()[0]["msg"]
+            path = from_env["config"]
+            raise ConfigError(f"{env_name('config')}: {path}: {field}: {problem}") from error
         raise ConfigError(_validation_line(error, environ)) from error
 
 

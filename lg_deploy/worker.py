@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from lg_deploy.errors import LgDeployError
 from lg_deploy.logs import bound
+from lg_deploy.metrics import Metrics
 from lg_deploy.models import ExecutionState, ExecutionStatus, utcnow
 from lg_deploy.queue.protocol import ExecutionQueue
 from lg_deploy.store.protocol import ExecutionStore
@@ -60,6 +61,7 @@ class ExecutionWorker:
         worker_id: str | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         execution_timeout_seconds: float | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -70,6 +72,7 @@ class ExecutionWorker:
         self.worker_id = worker_id or make_worker_id()
         self.lease_seconds = lease_seconds
         self.execution_timeout_seconds = execution_timeout_seconds
+        self.metrics = metrics
         self._slots: set[asyncio.Task[None]] = set()
         self._idle: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -142,6 +145,9 @@ class ExecutionWorker:
         """Run one execution to COMPLETED or FAILED; returns its final state, None if not ours."""
         try:
             state = await self._begin(execution_id)
+        except asyncio.CancelledError:
+            await self._hand_back_if_ours(execution_id)
+            raise
         except LgDeployError as error:
             logger.info("skipping execution %s: %s", execution_id, error)
             return None
@@ -180,6 +186,8 @@ class ExecutionWorker:
         return await self.store.update(running, expected_status=ExecutionStatus.QUEUED)
 
     async def _run_and_record(self, state: ExecutionState) -> ExecutionState | None:
+        if self.metrics is not None:
+            self.metrics.started.labels(state.graph_id).inc()
         try:
             async with asyncio.timeout(self.execution_timeout_seconds):
                 output = await self.graphs.run(state.graph_id, state.input)
@@ -187,7 +195,6 @@ class ExecutionWorker:
             error = f"timed out after {self.execution_timeout_seconds:g} s"
             return await self._finish(state, ExecutionStatus.FAILED, error=error)
         except Exception as exc:
-            logger.info("execution failed: %s", describe_error(exc))
             return await self._finish(state, ExecutionStatus.FAILED, error=describe_error(exc))
         return await self._finish(state, ExecutionStatus.COMPLETED, output=output)
 
@@ -210,8 +217,26 @@ class ExecutionWorker:
                 logger.exception("could not record the outcome; retrying")
                 await asyncio.sleep(STORE_RETRY_SECONDS)
                 continue
-            logger.info("execution %s", status.lower())
+            logger.info("execution %s%s", status.lower(), f": {error}" if error else "")
+            self._observe(stored)
             return stored
+
+    def _observe(self, final: ExecutionState) -> None:
+        if self.metrics is None or final.started_at is None or final.finished_at is None:
+            return
+        seconds = (final.finished_at - final.started_at).total_seconds()
+        self.metrics.finished.labels(final.graph_id, final.status.value).inc()
+        self.metrics.run_seconds.labels(final.graph_id, final.status.value).observe(seconds)
+
+    async def _hand_back_if_ours(self, execution_id: str) -> None:
+        """Hand back an execution the queue claimed for this worker before it could start."""
+        try:
+            state = await self.store.get(execution_id)
+        except Exception as error:
+            logger.warning("could not hand back execution %s: %s", execution_id, error)
+            return
+        if state and state.status == ExecutionStatus.RUNNING and state.worker_id == self.worker_id:
+            await self._hand_back(state)
 
     async def _hand_back(self, state: ExecutionState) -> None:
         """Return an interrupted execution to the queue, or fail it when no attempts are left."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from lg_deploy.db.migrations import migrate
 from lg_deploy.db.pool import open_pool
 from lg_deploy.models import ExecutionState
 
+pytest_plugins = ["tests.traceability"]
+
 TEST_DATABASE_ENV = "LG_DEPLOY_TEST_DATABASE_URL"
 TEST_DBNAME = "lgd_test"
 
@@ -38,21 +42,23 @@ def _apply_migrations(
     asyncio.run(migrate(conninfo))
 
 
-def _server_params(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Any]:
+def _server_params() -> tuple[dict[str, Any], Any]:
     url = os.environ.get(TEST_DATABASE_ENV)
     if url:
         params = conninfo_to_dict(url)
         return params, None
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    # Its own folder, not pytest's basetemp: pytest prunes old basetemps, even a running server's.
+    folder = Path(tempfile.mkdtemp(prefix="lgd-test-pg-"))
+    server = pgserver.get_server(folder / "data", cleanup_mode="delete")
     return conninfo_to_dict(server.get_uri()), server
 
 
 @pytest.fixture(scope="session")
-def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NoopExecutor]:
+def pg_template() -> Iterator[NoopExecutor]:
     """The PostgreSQL server, with a template database holding every migration."""
-    params, server = _server_params(tmp_path_factory)
+    params, server = _server_params()
     executor = NoopExecutor(
         host=str(params.get("host", "localhost")),
         port=int(params.get("port", 5432)),
@@ -75,6 +81,7 @@ def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NoopExecut
         yield executor
     if server is not None:
         server.cleanup()
+        shutil.rmtree(server.pgdata.parent, ignore_errors=True)
 
 
 def _database_exists(executor: NoopExecutor, dbname: str) -> bool:

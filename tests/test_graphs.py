@@ -377,3 +377,20 @@ def test_unstorable_output_raises_output_error(value: Any, reason: str) -> None:
     with pytest.raises(GraphOutputError) as raised:
         to_json_object(value)
     assert str(raised.value) == f"graph output is not JSON-serialisable: {reason}"
+
+
+@pytest.mark.req("GRAPH-REGISTRY")
+async def test_graph_file_can_import_its_siblings(tmp_path: Path) -> None:
+    """A graph file imports a module next to it, as with the LangGraph CLI's dependencies ["."]."""
+    package = tmp_path / "sibling_helpers_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("GREETING = 'hello from a sibling'\n")
+    (tmp_path / "agent.py").write_text(
+        "from langgraph.func import entrypoint\n"
+        "from sibling_helpers_pkg import GREETING\n\n"
+        "@entrypoint()\n"
+        "async def graph(inputs: dict) -> dict:\n"
+        "    return {'greeting': GREETING}\n"
+    )
+    registry = GraphRegistry({"agent": "./agent.py:graph"}, base_dir=tmp_path)
+    assert await registry.run("agent", {}) == {"greeting": "hello from a sibling"}

@@ -16,8 +16,9 @@ async def open_pool(
     min_size: int = 1,
     max_size: int = 10,
     application_name: str = APPLICATION_NAME,
+    timeout_seconds: float = 5.0,
 ) -> AsyncConnectionPool[Any]:
-    """An open pool of autocommit connections to `conninfo`; raises if none can be made in time."""
+    """An open pool of autocommit connections; a checkout waits at most `timeout_seconds`."""
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         conninfo,
         min_size=min_size,
@@ -25,6 +26,7 @@ async def open_pool(
         kwargs={"autocommit": True, "application_name": application_name},
         check=AsyncConnectionPool.check_connection,
         open=False,
+        timeout=timeout_seconds,
         name=application_name,
     )
     await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT_SECONDS)

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections import Counter
 from typing import Any
 
 from lg_deploy.errors import ExecutionExists, InvalidTransition
-from lg_deploy.models import MUTABLE_FIELDS, ExecutionState, ExecutionStatus, utcnow
+from lg_deploy.models import (
+    MUTABLE_FIELDS,
+    ExecutionEvent,
+    ExecutionState,
+    ExecutionStatus,
+    PageCursor,
+    StatusCount,
+    utcnow,
+)
 from lg_deploy.store.protocol import check_transition, explain_refusal
 
 
@@ -15,6 +25,8 @@ class InMemoryExecutionStore:
 
     def __init__(self) -> None:
         self._rows: dict[str, ExecutionState] = {}
+        self._events: dict[str, list[ExecutionEvent]] = {}
+        self._event_ids = itertools.count(1)
         self._lock = asyncio.Lock()
 
     async def create(self, state: ExecutionState) -> ExecutionState:
@@ -27,6 +39,8 @@ class InMemoryExecutionStore:
             run_at = state.run_at if "run_at" in state.model_fields_set else now
             stored = state.evolve(created_at=now, updated_at=now, run_at=run_at)
             self._rows[state.execution_id] = stored
+            self._events[state.execution_id] = []
+            self._record(None, stored)
             return stored
 
     async def get(self, execution_id: str) -> ExecutionState | None:
@@ -44,7 +58,62 @@ class InMemoryExecutionStore:
                 raise explain_refusal(state.execution_id, stored, state, expected_status)
             updated = stored.evolve(**_changes(stored, state))
             self._rows[state.execution_id] = updated
+            if updated.status != stored.status:
+                self._record(stored.status, updated)
             return updated
+
+    async def list_executions(
+        self,
+        *,
+        status: ExecutionStatus | None = None,
+        graph_id: str | None = None,
+        limit: int = 50,
+        before: PageCursor | None = None,
+    ) -> list[ExecutionState]:
+        """Executions newest first, optionally filtered, strictly older than `before`."""
+        rows = sorted(self._rows.values(), key=_newest_first_key, reverse=True)
+        if before is not None:
+            cursor = (before.created_at, before.execution_id)
+            rows = [row for row in rows if _newest_first_key(row) < cursor]
+        rows = [
+            row
+            for row in rows
+            if (status is None or row.status == status)
+            and (graph_id is None or row.graph_id == graph_id)
+        ]
+        return rows[:limit]
+
+    async def events(self, execution_id: str) -> list[ExecutionEvent]:
+        """The history of one execution, oldest first (empty for an unknown id)."""
+        return list(self._events.get(execution_id, ()))
+
+    async def count_active(self) -> list[StatusCount]:
+        """How many executions are QUEUED and RUNNING, per graph."""
+        active = (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)
+        counts = Counter((r.graph_id, r.status) for r in self._rows.values() if r.status in active)
+        return [
+            StatusCount(graph_id=graph_id, status=status, count=count)
+            for (graph_id, status), count in sorted(counts.items())
+        ]
+
+    def _record(self, from_status: ExecutionStatus | None, state: ExecutionState) -> None:
+        """Append the event the SQL triggers would write for this insert or status change."""
+        carries_error = state.status in (ExecutionStatus.FAILED, ExecutionStatus.QUEUED)
+        event = ExecutionEvent(
+            event_id=next(self._event_ids),
+            execution_id=state.execution_id,
+            from_status=from_status,
+            to_status=state.status,
+            at=state.updated_at,
+            worker_id=state.worker_id if from_status is not None else None,
+            attempt=state.attempts,
+            error=state.error if carries_error and from_status is not None else None,
+        )
+        self._events[state.execution_id].append(event)
+
+
+def _newest_first_key(state: ExecutionState) -> tuple[Any, str]:
+    return (state.created_at, state.execution_id)
 
 
 def check_new(state: ExecutionState) -> None:
@@ -55,9 +124,13 @@ def check_new(state: ExecutionState) -> None:
         and state.worker_id is None
         and state.lease_expires_at is None
         and state.output is None
+        and state.error is None
+        and state.started_at is None
+        and state.finished_at is None
     )
     if not fresh:
-        raise InvalidTransition(state.execution_id, "a new execution must be QUEUED and unclaimed")
+        message = "a new execution must be QUEUED, unclaimed and not yet run"
+        raise InvalidTransition(state.execution_id, message)
 
 
 def _guard_holds(

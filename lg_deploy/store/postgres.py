@@ -11,7 +11,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.db.queries import query
 from lg_deploy.errors import ExecutionExists, InvalidTransition
-from lg_deploy.models import MUTABLE_FIELDS, ExecutionState, ExecutionStatus
+from lg_deploy.models import (
+    MUTABLE_FIELDS,
+    ExecutionEvent,
+    ExecutionState,
+    ExecutionStatus,
+    PageCursor,
+    StatusCount,
+)
 from lg_deploy.store.memory import check_new
 from lg_deploy.store.protocol import check_transition, explain_refusal
 
@@ -75,6 +82,44 @@ class PostgresExecutionStore:
             stored = await self.get(state.execution_id)
             raise explain_refusal(state.execution_id, stored, state, expected_status)
         return row_to_state(row)
+
+    async def list_executions(
+        self,
+        *,
+        status: ExecutionStatus | None = None,
+        graph_id: str | None = None,
+        limit: int = 50,
+        before: PageCursor | None = None,
+    ) -> list[ExecutionState]:
+        """Executions newest first, optionally filtered, strictly older than `before`."""
+        params = {
+            "status": status,
+            "graph_id": graph_id,
+            "limit": limit,
+            "before_created_at": before.created_at if before else None,
+            "before_execution_id": before.execution_id if before else None,
+        }
+        rows = await self._fetch_all(query("list_executions"), params)
+        return [row_to_state(row) for row in rows]
+
+    async def events(self, execution_id: str) -> list[ExecutionEvent]:
+        """The history of one execution, oldest first (empty for an unknown id)."""
+        rows = await self._fetch_all(query("list_events"), {"execution_id": execution_id})
+        return [
+            ExecutionEvent.model_validate({**row, "execution_id": str(row["execution_id"])})
+            for row in rows
+        ]
+
+    async def count_active(self) -> list[StatusCount]:
+        """How many executions are QUEUED and RUNNING, per graph."""
+        rows = await self._fetch_all(query("count_active"), {})
+        return [StatusCount.model_validate(row) for row in rows]
+
+    async def _fetch_all(self, sql: LiteralString, params: dict[str, Any]) -> list[dict[str, Any]]:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, params)
+            rows: list[dict[str, Any]] = await cur.fetchall()
+            return rows
 
     async def _fetch_one(self, sql: LiteralString, params: dict[str, Any]) -> dict[str, Any] | None:
         async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

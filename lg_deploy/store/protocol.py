@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Protocol
 
 from lg_deploy.errors import ExecutionNotFound, InvalidTransition
-from lg_deploy.models import ExecutionState, ExecutionStatus, can_transition
+from lg_deploy.models import (
+    ExecutionEvent,
+    ExecutionState,
+    ExecutionStatus,
+    PageCursor,
+    StatusCount,
+    can_transition,
+)
 
 
 class ExecutionStore(Protocol):
@@ -27,6 +34,25 @@ class ExecutionStore(Protocol):
         Leaving RUNNING also requires the stored attempt and worker to equal `state`'s (fencing).
         Raises ExecutionNotFound, or InvalidTransition when the guard refuses the change.
         """
+        ...
+
+    async def list_executions(
+        self,
+        *,
+        status: ExecutionStatus | None = None,
+        graph_id: str | None = None,
+        limit: int = 50,
+        before: PageCursor | None = None,
+    ) -> list[ExecutionState]:
+        """Executions newest first, optionally filtered, strictly older than `before`."""
+        ...
+
+    async def events(self, execution_id: str) -> list[ExecutionEvent]:
+        """The history of one execution, oldest first (empty for an unknown id)."""
+        ...
+
+    async def count_active(self) -> list[StatusCount]:
+        """How many executions are QUEUED and RUNNING, per graph."""
         ...
 
 

@@ -116,6 +116,9 @@ BEGIN
         RAISE EXCEPTION 'execution_id and created_at of execution % cannot change', OLD.execution_id
             USING ERRCODE = 'check_violation';
     END IF;
+    -- Run times are the database's: only a transition below may stamp them.
+    NEW.started_at := OLD.started_at;
+    NEW.finished_at := OLD.finished_at;
     IF NEW.status <> OLD.status THEN
         IF NOT EXISTS (SELECT 1 FROM lg_deploy.execution_transitions t
                        WHERE t.from_status = OLD.status AND t.to_status = NEW.status) THEN

@@ -55,3 +55,27 @@ SET status = 'QUEUED', attempts = attempts - 1, error = %(reason)s
 WHERE execution_id = ANY(%(execution_ids)s::uuid[])
   AND status = 'RUNNING' AND worker_id = %(worker_id)s
 RETURNING execution_id;
+
+-- name: list_executions
+-- Newest first, optionally by status and graph, continuing strictly before a keyset cursor.
+SELECT * FROM lg_deploy.executions
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(graph_id)s::text IS NULL OR graph_id = %(graph_id)s)
+  AND (%(before_created_at)s::timestamptz IS NULL
+       OR (created_at, execution_id) < (%(before_created_at)s, %(before_execution_id)s::uuid))
+ORDER BY created_at DESC, execution_id DESC
+LIMIT %(limit)s;
+
+-- name: list_events
+-- The history of one execution, oldest first.
+SELECT * FROM lg_deploy.execution_events
+WHERE execution_id = %(execution_id)s
+ORDER BY event_id;
+
+-- name: count_active
+-- Queue depth: QUEUED and RUNNING executions per graph (served by the partial indexes).
+SELECT graph_id, status, count(*) AS count
+FROM lg_deploy.executions
+WHERE status IN ('QUEUED', 'RUNNING')
+GROUP BY graph_id, status
+ORDER BY graph_id, status;

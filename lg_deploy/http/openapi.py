@@ -1,0 +1,156 @@
+"""The OpenAPI 3.1 document, built from the same pydantic models the routes validate with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from lg_deploy import __version__
+from lg_deploy.http.schemas import (
+    ErrorBody,
+    EventList,
+    ExecutionPage,
+    GraphList,
+    Health,
+    ListQuery,
+    SubmitExecution,
+    WaitQuery,
+)
+from lg_deploy.models import ExecutionState
+
+_REF = "#/components/schemas/{model}"
+_ID_PARAM = {
+    "name": "execution_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _json_content(model: type[BaseModel]) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(model)}}
+
+
+def _answer(description: str, model: type[BaseModel], **headers: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description, "content": _json_content(model)}
+    if headers:
+        answer["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in headers.items()
+        }
+    return answer
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): _answer("error", ErrorBody) for code in codes}
+
+
+def _query_params(model: type[BaseModel], defs: dict[str, Any]) -> list[dict[str, Any]]:
+    """One parameter per field; shared schemas (enums) go to `defs` for components."""
+    schema = model.model_json_schema(ref_template=_REF)
+    defs.update(schema.get("$defs", {}))
+    return [
+        {"name": name, "in": "query", "required": False, "schema": prop}
+        for name, prop in schema["properties"].items()
+    ]
+
+
+def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"summary": summary, "responses": {**responses, **_errors(500)}, **extra}
+
+
+def build_openapi() -> dict[str, Any]:
+    """The whole document for GET /openapi.json."""
+    models: list[type[BaseModel]] = [
+        SubmitExecution,
+        ExecutionState,
+        ExecutionPage,
+        EventList,
+        GraphList,
+        Health,
+        ErrorBody,
+    ]
+    _, schemas = models_json_schema([(m, "serialization") for m in models], ref_template=_REF)
+    by_id = [_ID_PARAM]
+    components: dict[str, Any] = dict(schemas["$defs"])
+    paths: dict[str, Any] = {
+        "/executions": {
+            "post": _operation(
+                "Submit an execution",
+                {
+                    "202": _answer("queued", ExecutionState, Location="the execution's URL"),
+                    **_errors(400, 413, 415, 422, 503),
+                },
+                requestBody={"required": True, "content": _json_content(SubmitExecution)},
+            ),
+            "get": _operation(
+                "List executions, newest first",
+                {"200": _answer("a page", ExecutionPage), **_errors(422, 503)},
+                parameters=_query_params(ListQuery, components),
+            ),
+        },
+        "/executions/{execution_id}": {
+            "get": _operation(
+                "Get an execution",
+                {"200": _answer("the execution", ExecutionState), **_errors(404, 422, 503)},
+                parameters=by_id,
+            ),
+        },
+        "/executions/{execution_id}/wait": {
+            "get": _operation(
+                "Wait until the execution is final or the timeout passes",
+                {
+                    "200": _answer("the execution; check status", ExecutionState),
+                    **_errors(404, 422, 503),
+                },
+                parameters=[*by_id, *_query_params(WaitQuery, components)],
+            ),
+        },
+        "/executions/{execution_id}/cancel": {
+            "post": _operation(
+                "Cancel a QUEUED execution",
+                {"200": _answer("cancelled", ExecutionState), **_errors(404, 409, 422, 503)},
+                parameters=by_id,
+            ),
+        },
+        "/executions/{execution_id}/events": {
+            "get": _operation(
+                "The execution's history",
+                {"200": _answer("events", EventList), **_errors(404, 422, 503)},
+                parameters=by_id,
+            ),
+        },
+        "/graphs": {
+            "get": _operation("Graphs this deployment runs", {"200": _answer("graphs", GraphList)})
+        },
+        "/healthz": {"get": _operation("Liveness", {"200": _answer("alive", Health)})},
+        "/readyz": {
+            "get": _operation(
+                "Readiness", {"200": _answer("ready", Health), "503": _answer("not ready", Health)}
+            )
+        },
+        "/metrics": {
+            "get": _operation(
+                "Prometheus metrics",
+                {
+                    "200": {
+                        "description": "text exposition",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(503),
+                },
+            ),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "lg-deploy", "version": __version__},
+        "paths": paths,
+        "components": {"schemas": components},
+    }

@@ -1,0 +1,239 @@
+"""The HTTP endpoints: thin adapters from JSON to the store, queue, waiter and registry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from lg_deploy.errors import InvalidTransition
+from lg_deploy.http.errors import ApiError, request_id_of
+from lg_deploy.http.schemas import (
+    EventList,
+    ExecutionPage,
+    GraphInfo,
+    GraphList,
+    Health,
+    ListQuery,
+    SubmitExecution,
+    WaitQuery,
+    decode_cursor,
+    encode_cursor,
+)
+from lg_deploy.models import ExecutionState, ExecutionStatus
+from lg_deploy.runtime import Runtime
+from lg_deploy.settings import Settings
+from lg_deploy.waiting import FinishWaiter
+
+Model = TypeVar("Model", bound=BaseModel)
+READY_CHECK_SECONDS = 2.0
+JSON_TYPES = ("application/json", "application/merge-patch+json")
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.state.runtime
+    return runtime
+
+
+def _json(model: BaseModel, status_code: int = 200, **headers: str) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
+
+
+def _query(request: Request, model: type[Model]) -> Model:
+    """Query parameters validated strictly: unknown names and repeated names are refused."""
+    params = request.query_params
+    repeated = sorted({key for key in params if len(params.getlist(key)) > 1})
+    if repeated:
+        raise ApiError(422, f"query parameter given more than once: {', '.join(repeated)}")
+    return model.model_validate(dict(params))
+
+
+def _execution_id(request: Request) -> str:
+    raw = request.path_params["execution_id"]
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ApiError(422, f"execution id must be a UUID, not {raw[:64]!r}") from None
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The request body as JSON: 415 unless JSON, 413 past `max_bytes`, 400 when malformed."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in JSON_TYPES:
+        raise ApiError(415, "send the body as JSON with Content-Type: application/json")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(413, f"body is larger than {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise ApiError(413, f"body is larger than {max_bytes} bytes")
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ApiError(400, f"body is not valid JSON: {error}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def submit_execution(request: Request) -> Response:
+    """POST /executions: store a QUEUED execution, wake a worker, answer 202 with Location."""
+    runtime = _runtime(request)
+    settings: Settings = request.state.settings
+    payload = SubmitExecution.model_validate(await read_json(request, settings.max_body_bytes))
+    known = runtime.graphs.names()
+    if payload.graph_id not in known:
+        message = f"unknown graph {payload.graph_id!r}"
+        raise ApiError(422, message, code="unknown_graph", known_graphs=known)
+    fields: dict[str, Any] = {
+        "graph_id": payload.graph_id,
+        "input": payload.input,
+        "priority": payload.priority,
+        "request_id": request_id_of(request.scope) or None,
+    }
+    if payload.max_attempts is not None:
+        fields["max_attempts"] = payload.max_attempts
+    if payload.run_at is not None:
+        fields["run_at"] = payload.run_at
+    stored = await runtime.store.create(ExecutionState(**fields))
+    await runtime.queue.enqueue(stored.execution_id)
+    return _json(stored, 202, Location=f"/executions/{stored.execution_id}")
+
+
+async def executions(request: Request) -> Response:
+    """/executions: POST submits, GET lists (one route, so a 405 names both methods)."""
+    if request.method == "POST":
+        return await submit_execution(request)
+    return await list_executions(request)
+
+
+async def get_execution(request: Request) -> Response:
+    """GET /executions/{id}."""
+    execution_id = _execution_id(request)
+    state = await _runtime(request).store.get(execution_id)
+    if state is None:
+        raise ApiError(404, f"execution {execution_id} not found")
+    return _json(state)
+
+
+async def list_executions(request: Request) -> Response:
+    """GET /executions: newest first, by status and graph, keyset pages."""
+    query = _query(request, ListQuery)
+    try:
+        before = decode_cursor(query.cursor) if query.cursor else None
+    except ValueError as error:
+        raise ApiError(422, str(error)) from None
+    items = await _runtime(request).store.list_executions(
+        status=query.status, graph_id=query.graph_id, limit=query.limit + 1, before=before
+    )
+    more = len(items) > query.limit
+    items = items[: query.limit]
+    cursor = encode_cursor(items[-1]) if more and items else None
+    return _json(ExecutionPage(items=items, next_cursor=cursor))
+
+
+async def wait_execution(request: Request) -> Response:
+    """GET /executions/{id}/wait: the execution once final, or as it is when the timeout ends."""
+    execution_id = _execution_id(request)
+    query = _query(request, WaitQuery)
+    waiter: FinishWaiter = request.state.waiter
+    state = await waiter.wait(execution_id, query.timeout)
+    if state is None:
+        raise ApiError(404, f"execution {execution_id} not found")
+    return _json(state)
+
+
+async def cancel_execution(request: Request) -> Response:
+    """POST /executions/{id}/cancel: a QUEUED execution becomes FAILED "cancelled"."""
+    execution_id = _execution_id(request)
+    store = _runtime(request).store
+    state = await store.get(execution_id)
+    if state is None:
+        raise ApiError(404, f"execution {execution_id} not found")
+    if state.status != ExecutionStatus.QUEUED:
+        raise ApiError(
+            409, f"execution {execution_id} is {state.status}; only QUEUED can be cancelled"
+        )
+    cancelled = state.evolve(status=ExecutionStatus.FAILED, error="cancelled")
+    try:
+        stored = await store.update(cancelled, expected_status=ExecutionStatus.QUEUED)
+    except InvalidTransition:
+        raise ApiError(
+            409, f"execution {execution_id} started before it could be cancelled"
+        ) from None
+    return _json(stored)
+
+
+async def execution_events(request: Request) -> Response:
+    """GET /executions/{id}/events: its history, oldest first."""
+    execution_id = _execution_id(request)
+    store = _runtime(request).store
+    events = await store.events(execution_id)
+    if not events and await store.get(execution_id) is None:
+        raise ApiError(404, f"execution {execution_id} not found")
+    return _json(EventList(items=events))
+
+
+async def list_graphs(request: Request) -> Response:
+    """GET /graphs: the graphs this deployment runs."""
+    names = _runtime(request).graphs.names()
+    return _json(GraphList(items=[GraphInfo(graph_id=name) for name in names]))
+
+
+async def healthz(request: Request) -> Response:
+    """GET /healthz: the process is alive."""
+    return _json(Health(status="ok"))
+
+
+async def readyz(request: Request) -> Response:
+    """GET /readyz: 200 when the database answers and the listener is up, else 503."""
+    runtime = _runtime(request)
+    checks = {"database": await _database_ok(runtime)}
+    if runtime.listener is not None:
+        checks["listener"] = runtime.listener.connected
+    ready = all(checks.values())
+    return _json(
+        Health(status="ready" if ready else "unavailable", checks=checks), 200 if ready else 503
+    )
+
+
+async def _database_ok(runtime: Runtime) -> bool:
+    if runtime.pool is None:
+        return True
+    try:
+        async with asyncio.timeout(READY_CHECK_SECONDS), runtime.pool.connection() as conn:
+            await conn.execute("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
+async def metrics(request: Request) -> Response:
+    """GET /metrics: Prometheus text; queue depth is read from the store at scrape time."""
+    recorder = request.state.metrics
+    recorder.set_queue_depth(await _runtime(request).store.count_active())
+    return Response(recorder.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def routes() -> list[Route]:
+    """Every API route."""
+    return [
+        Route("/executions", executions, methods=["GET", "POST"]),
+        Route("/executions/{execution_id}", get_execution, methods=["GET"]),
+        Route("/executions/{execution_id}/wait", wait_execution, methods=["GET"]),
+        Route("/executions/{execution_id}/cancel", cancel_execution, methods=["POST"]),
+        Route("/executions/{execution_id}/events", execution_events, methods=["GET"]),
+        Route("/graphs", list_graphs, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]

@@ -1,0 +1,120 @@
+"""Request and response bodies of the HTTP API; the OpenAPI document is built from them."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from lg_deploy.models import ExecutionEvent, ExecutionState, ExecutionStatus, PageCursor
+
+GRAPH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
+
+
+def check_storable(value: Any) -> Any:
+    """Refuse JSON that PostgreSQL jsonb cannot store: NUL characters and lone surrogates."""
+    text = json.dumps(value, ensure_ascii=False)
+    if "\\u0000" in text:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError("must not contain unpaired surrogate characters") from error
+    return value
+
+
+class SubmitExecution(BaseModel):
+    """Body of POST /executions. Unknown fields are refused (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    graph_id: str = Field(pattern=GRAPH_ID_PATTERN, description="a name from GET /graphs")
+    input: dict[str, Any] = Field(default_factory=dict, description="the graph's input object")
+    priority: int = Field(default=0, ge=-100, le=100, description="higher runs first")
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    run_at: AwareDatetime | None = Field(default=None, description="not started before this")
+
+    @field_validator("input")
+    @classmethod
+    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        checked: dict[str, Any] = check_storable(value)
+        return checked
+
+
+class ExecutionPage(BaseModel):
+    """One page of GET /executions, newest first."""
+
+    items: list[ExecutionState]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null at end")
+
+
+class EventList(BaseModel):
+    """The history of one execution, oldest first."""
+
+    items: list[ExecutionEvent]
+
+
+class GraphInfo(BaseModel):
+    """A graph this deployment can run."""
+
+    graph_id: str
+
+
+class GraphList(BaseModel):
+    """Every graph this deployment can run."""
+
+    items: list[GraphInfo]
+
+
+class Health(BaseModel):
+    """Liveness or readiness, with the checks behind it."""
+
+    status: str
+    checks: dict[str, bool] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a code, a readable message and the request id."""
+
+    error: str = Field(description="machine-readable code, e.g. not_found")
+    message: str
+    request_id: str
+    details: list[dict[str, Any]] | None = None
+    known_graphs: list[str] | None = None
+
+
+class ListQuery(BaseModel):
+    """Query parameters of GET /executions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: ExecutionStatus | None = None
+    graph_id: str | None = Field(default=None, pattern=GRAPH_ID_PATTERN)
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=200)
+
+
+class WaitQuery(BaseModel):
+    """Query parameters of GET /executions/{id}/wait."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout: float = Field(default=30.0, gt=0, le=300, description="seconds to wait at most")
+
+
+def encode_cursor(state: ExecutionState) -> str:
+    """An opaque cursor continuing after `state` in a newest-first listing."""
+    raw = json.dumps([state.created_at.isoformat(), state.execution_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> PageCursor:
+    """The position in an opaque cursor; ValueError when it is not one of ours."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, execution_id = json.loads(base64.urlsafe_b64decode(padded))
+        return PageCursor(created_at=created_at, execution_id=execution_id)
+    except Exception as error:
+        raise ValueError("cursor is not valid; use next_cursor from a previous page") from error

@@ -1,0 +1,69 @@
+"""Prometheus series (lg_deploy_*) for one process, in a registry of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from lg_deploy.models import StatusCount
+
+# The *_created series double every counter and help no dashboard.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
+
+RUN_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+
+
+class Metrics:
+    """The instruments the worker and the HTTP layer record into."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.queue_depth = Gauge(
+            "lg_deploy_queue_depth",
+            "Executions QUEUED or RUNNING, per graph and status (read at scrape time).",
+            ["graph_id", "status"],
+            registry=self.registry,
+        )
+        self.started = Counter(
+            "lg_deploy_executions_started",
+            "Executions this process started running, per graph.",
+            ["graph_id"],
+            registry=self.registry,
+        )
+        self.finished = Counter(
+            "lg_deploy_executions_finished",
+            "Executions this process finished, per graph and outcome (COMPLETED or FAILED).",
+            ["graph_id", "status"],
+            registry=self.registry,
+        )
+        self.run_seconds = Histogram(
+            "lg_deploy_execution_run_seconds",
+            "Time from start to outcome of executions run by this process.",
+            ["graph_id", "status"],
+            buckets=RUN_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "lg_deploy_http_requests",
+            "HTTP requests answered, per method, route and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+
+    def set_queue_depth(self, counts: Iterable[StatusCount]) -> None:
+        """Replace the depth gauge with these counts (graphs no longer present disappear)."""
+        self.queue_depth.clear()
+        for count in counts:
+            self.queue_depth.labels(count.graph_id, count.status.value).set(count.count)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every series."""
+        return generate_latest(self.registry)

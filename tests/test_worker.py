@@ -1,0 +1,375 @@
+"""ExecutionWorker on both backends: outcomes, failure isolation, timeouts, concurrency, logs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from lg_deploy.db.pool import open_pool
+from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
+from lg_deploy.logs import ContextFilter
+from lg_deploy.models import ExecutionState, ExecutionStatus
+from lg_deploy.queue.memory import AsyncioExecutionQueue
+from lg_deploy.queue.postgres import PostgresExecutionQueue
+from lg_deploy.store.memory import InMemoryExecutionStore
+from lg_deploy.store.postgres import PostgresExecutionStore
+from lg_deploy.store.protocol import ExecutionStore
+from lg_deploy.worker import ExecutionWorker, GraphRunner
+from tests.conftest import make_state
+
+WAIT_SECONDS = 10.0
+POLL_SECONDS = 0.1
+
+ODD_GRAPHS_SOURCE = """
+from typing import Any
+
+from langgraph.func import entrypoint
+
+
+@entrypoint()
+async def set_output(inputs: dict[str, Any]) -> Any:
+    return {"tags": {"a", "b"}}
+
+
+@entrypoint()
+async def nan_output(inputs: dict[str, Any]) -> Any:
+    return {"score": float("nan")}
+
+
+@entrypoint()
+async def nul_output(inputs: dict[str, Any]) -> Any:
+    return {"text": "a\\x00b"}
+"""
+ODD_GRAPHS = {
+    name: f"./odd_graphs.py:{name}" for name in ("set_output", "nan_output", "nul_output")
+}
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], timeout: float = WAIT_SECONDS
+) -> None:
+    """Poll `predicate` until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
+        await asyncio.sleep(0.01)
+
+
+@dataclass
+class Backend:
+    """One store plus a queue factory; builds workers whose queue shares their worker id."""
+
+    name: str
+    store: ExecutionStore
+    pool: AsyncConnectionPool[Any] | None
+    workers: list[ExecutionWorker] = field(default_factory=list)
+    queues: list[Any] = field(default_factory=list)
+
+    def worker(self, graphs: GraphRunner, **options: Any) -> ExecutionWorker:
+        """A started-later worker on this backend (its queue claims under the worker's id)."""
+        worker_id = f"test-worker-{len(self.workers)}"
+        if self.pool is None:
+            queue: Any = AsyncioExecutionQueue()
+        else:
+            queue = PostgresExecutionQueue(
+                self.pool, worker_id=worker_id, listener=None, poll_interval_seconds=POLL_SECONDS
+            )
+        worker = ExecutionWorker(self.store, queue, graphs, worker_id=worker_id, **options)
+        self.workers.append(worker)
+        self.queues.append(queue)
+        return worker
+
+    async def submit(self, worker: ExecutionWorker, **fields: Any) -> str:
+        """Create a QUEUED execution and tell the worker's queue about it."""
+        state = await self.store.create(make_state(**fields))
+        await worker.queue.enqueue(state.execution_id)
+        return state.execution_id
+
+    async def final(self, execution_id: str, timeout: float = WAIT_SECONDS) -> ExecutionState:
+        """The execution once it is COMPLETED or FAILED."""
+        return await self.reach(execution_id, lambda s: s.is_final, timeout)
+
+    async def reach(
+        self,
+        execution_id: str,
+        condition: Callable[[ExecutionState], bool],
+        timeout: float = WAIT_SECONDS,
+    ) -> ExecutionState:
+        """The execution once `condition` holds for it."""
+        found: list[ExecutionState] = []
+
+        async def holds() -> bool:
+            state = await self.store.get(execution_id)
+            assert state is not None
+            found[:] = [state]
+            return condition(state)
+
+        await wait_until(holds, timeout)
+        return found[0]
+
+    async def count_running(self, ids: list[str]) -> int:
+        """How many of `ids` are RUNNING now, read as one snapshot."""
+        if self.pool is None:  # the memory store answers without yielding: a snapshot too
+            states = [await self.store.get(i) for i in ids]
+            return sum(1 for s in states if s is not None and s.status == ExecutionStatus.RUNNING)
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT count(*) FROM lg_deploy.executions"
+                " WHERE execution_id = ANY(%s::uuid[]) AND status = 'RUNNING'",
+                (ids,),
+            )
+            row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def recorded_errors(self, execution_id: str) -> list[str]:
+        """The execution's error, plus (Postgres) every error in its event history."""
+        state = await self.store.get(execution_id)
+        errors = [state.error] if state is not None and state.error else []
+        if self.pool is not None:
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(
+                    "SELECT error FROM lg_deploy.execution_events"
+                    " WHERE execution_id = %s AND error IS NOT NULL ORDER BY event_id",
+                    (execution_id,),
+                )
+                errors += [row[0] for row in await cursor.fetchall()]
+        return errors
+
+    async def close_queues(self) -> None:
+        """Close the Postgres queues (their claimers are tasks; the asyncio queue has none)."""
+        for queue in self.queues:
+            if isinstance(queue, PostgresExecutionQueue):
+                await queue.close()
+
+    async def close(self) -> None:
+        """Stop every worker and close every queue and the pool."""
+        for worker in self.workers:
+            await worker.stop(0)
+        await self.close_queues()
+        if self.pool is not None:
+            await self.pool.close()
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def backend_url(request: pytest.FixtureRequest) -> str | None:
+    """None for the memory backend, else a fresh database (resolved outside the event loop)."""
+    return None if request.param == "memory" else str(request.getfixturevalue("db_url"))
+
+
+@pytest.fixture
+async def backend(backend_url: str | None) -> AsyncIterator[Backend]:
+    """Memory store + asyncio queue, or Postgres store + Postgres claim queue (poll 0.1 s)."""
+    if backend_url is None:
+        made = Backend("memory", InMemoryExecutionStore(), None)
+    else:
+        pool = await open_pool(backend_url, max_size=10)
+        made = Backend("postgres", PostgresExecutionStore(pool), pool)
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> GraphRegistry:
+    """The real registry: the shipped examples plus graphs whose output is not JSON."""
+    (tmp_path / "odd_graphs.py").write_text(ODD_GRAPHS_SOURCE, encoding="utf-8")
+    return GraphRegistry({**DEFAULT_GRAPHS, **ODD_GRAPHS}, base_dir=tmp_path)
+
+
+class GatedRunner:
+    """A fake GraphRunner: records calls, and waits for `gate` before answering."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.started = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def run(self, graph_id: str, input: dict[str, Any]) -> dict[str, Any]:
+        """Echo the input under "seen" once the gate is open; `boom` raises."""
+        self.calls.append((graph_id, input))
+        self.started.set()
+        await self.gate.wait()
+        if graph_id == "boom":
+            raise ValueError("fake failure")
+        return {"seen": input}
+
+
+class StartRecorder:
+    """Wraps a GraphRunner and counts the graph runs that have begun."""
+
+    def __init__(self, inner: GraphRunner) -> None:
+        self.inner = inner
+        self.started = 0
+
+    async def run(self, graph_id: str, input: dict[str, Any]) -> dict[str, Any]:
+        """Count the run, then delegate it."""
+        self.started += 1
+        return await self.inner.run(graph_id, input)
+
+    async def has_started(self) -> bool:
+        """True once a graph run has begun (an awaitable predicate for wait_until)."""
+        return self.started > 0
+
+
+async def submit_echoes(backend: Backend, worker: ExecutionWorker, count: int) -> list[str]:
+    """`count` echo executions, each with its own input."""
+    return [await backend.submit(worker, input={"n": n}) for n in range(count)]
+
+
+async def assert_echoes_completed(backend: Backend, ids: list[str]) -> None:
+    """Every id ends COMPLETED with its input as output."""
+    for execution_id in ids:
+        state = await backend.final(execution_id)
+        assert state.status == ExecutionStatus.COMPLETED, state.error
+        assert state.output == state.input
+
+
+@pytest.mark.req("LLD-6.1", "GRAPH-EXAMPLES")
+async def test_echo_execution_completes_with_its_input(
+    backend: Backend, registry: GraphRegistry
+) -> None:
+    """An echo execution ends COMPLETED, output = input, one attempt, worker and clocks set."""
+    worker = backend.worker(registry)
+    await worker.start()
+    execution_id = await backend.submit(worker, input={"ticket": 42, "tags": ["a"]})
+    state = await backend.final(execution_id)
+    assert state.status == ExecutionStatus.COMPLETED
+    assert state.output == {"ticket": 42, "tags": ["a"]}
+    assert (state.attempts, state.worker_id, state.error) == (1, worker.worker_id, None)
+    assert state.started_at is not None
+    assert state.finished_at is not None
+    assert state.started_at <= state.finished_at
+    assert state.lease_expires_at is None
+
+
+@pytest.mark.req("LLD-11", "LLD-6.1")
+async def test_worker_runs_alone_with_fake_store_queue_and_graphs() -> None:
+    """With the in-memory store and queue and a fake runner the worker needs nothing else."""
+    store, runner = InMemoryExecutionStore(), GatedRunner()
+    worker = ExecutionWorker(store, AsyncioExecutionQueue(), runner, concurrency=2)
+    ok = await store.create(make_state(graph_id="anything", input={"x": 1}))
+    bad = await store.create(make_state(graph_id="boom", input={}))
+    assert (await worker.process(ok.execution_id)) is not None
+    done = await worker.process(bad.execution_id)
+    assert done is not None
+    assert done.status == ExecutionStatus.FAILED
+    assert done.error == "ValueError: fake failure"
+    assert runner.calls == [("anything", {"x": 1}), ("boom", {})]
+    stored = await store.get(ok.execution_id)
+    assert stored is not None
+    assert stored.output == {"seen": {"x": 1}}
+
+
+@pytest.mark.req("LLD-9.1", "LLD-6.1", "WORKER-OUTPUT")
+@pytest.mark.parametrize(
+    ("graph_id", "graph_input", "expected"),
+    [
+        ("fail", {"message": "model said no"}, ["RuntimeError: model said no"]),
+        ("no_such_graph", {}, ["no_such_graph", *DEFAULT_GRAPHS]),
+        ("set_output", {}, ["not JSON-serialisable"]),
+        ("nan_output", {}, ["not JSON-serialisable", "NaN"]),
+        ("nul_output", {}, ["not JSON-serialisable", "NUL"]),
+    ],
+    ids=["fail", "unknown-graph", "set", "nan", "nul"],
+)
+async def test_failing_execution_is_recorded_and_harms_no_other(
+    backend: Backend,
+    registry: GraphRegistry,
+    graph_id: str,
+    graph_input: dict[str, Any],
+    expected: list[str],
+) -> None:
+    """A failing graph ends FAILED with a readable error; 10 echoes beside it and later ones run."""
+    worker = backend.worker(registry, concurrency=4)
+    await worker.start()
+    bad = await backend.submit(worker, graph_id=graph_id, input=graph_input)
+    echoes = await submit_echoes(backend, worker, 10)
+    state = await backend.final(bad)
+    assert state.status == ExecutionStatus.FAILED
+    assert state.error is not None
+    assert "\n" not in state.error
+    for text in expected:
+        assert text in state.error
+    assert state.output is None
+    assert state.attempts == 1
+    await assert_echoes_completed(backend, echoes)
+    await assert_echoes_completed(backend, await submit_echoes(backend, worker, 3))
+
+
+@pytest.mark.req("LLD-9.1", "LLD-6.1")
+async def test_hanging_graph_times_out_while_others_complete(
+    backend: Backend, registry: GraphRegistry
+) -> None:
+    """A graph running past execution_timeout_seconds ends FAILED "timed out"; others complete."""
+    worker = backend.worker(registry, concurrency=3, execution_timeout_seconds=0.5)
+    await worker.start()
+    hanging = await backend.submit(worker, graph_id="sleep", input={"seconds": 3600})
+    echoes = await submit_echoes(backend, worker, 5)
+    await assert_echoes_completed(backend, echoes)
+    state = await backend.final(hanging)
+    assert state.status == ExecutionStatus.FAILED
+    assert state.error == "timed out after 0.5 s"
+    await assert_echoes_completed(backend, await submit_echoes(backend, worker, 2))
+
+
+@pytest.mark.req("LLD-6.1", "CARD-CLAIM")
+async def test_runs_in_parallel_up_to_concurrency(
+    backend: Backend, registry: GraphRegistry
+) -> None:
+    """Ten 0.3 s executions at concurrency 5 overlap, and never more than 5 are RUNNING."""
+    worker = backend.worker(registry, concurrency=5)
+    ids = [
+        (
+            await backend.store.create(make_state(graph_id="sleep", input={"seconds": 0.3}))
+        ).execution_id
+        for _ in range(10)
+    ]
+    most_running = most_in_worker = 0
+    started = time.monotonic()
+    await worker.start()
+    for execution_id in ids:
+        await worker.queue.enqueue(execution_id)
+    while True:
+        most_running = max(most_running, await backend.count_running(ids))
+        states = [await backend.store.get(i) for i in ids]
+        most_in_worker = max(most_in_worker, len(worker.running_ids))
+        if all(s is not None and s.is_final for s in states):
+            break
+        assert time.monotonic() - started < WAIT_SECONDS
+        await asyncio.sleep(0.02)
+    elapsed = time.monotonic() - started
+    assert all(s is not None and s.status == ExecutionStatus.COMPLETED for s in states)
+    assert elapsed < 1.8, f"10 x 0.3 s took {elapsed:.2f} s: not parallel"
+    assert 2 <= most_running <= 5
+    assert most_in_worker <= 5
+
+
+@pytest.mark.req("LLD-6.1")
+async def test_request_id_is_on_the_workers_log_records(
+    backend: Backend, registry: GraphRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each worker log record of an execution carries its request_id, execution_id and graph_id."""
+    caplog.handler.addFilter(ContextFilter())
+    caplog.set_level(logging.INFO, logger="lg_deploy")
+    worker = backend.worker(registry)
+    await worker.start()
+    ids = [await backend.submit(worker, input={"n": n}, request_id=f"req-{n}") for n in range(3)]
+    for execution_id in ids:
+        await backend.final(execution_id)
+    for n, execution_id in enumerate(ids):
+        mine = [r for r in caplog.records if getattr(r, "execution_id", None) == execution_id]
+        assert len(mine) >= 2, "expected start and completion records"
+        assert {getattr(r, "request_id", None) for r in mine} == {f"req-{n}"}
+        assert {getattr(r, "graph_id", None) for r in mine} == {"echo"}
+        assert {r.name for r in mine} == {"lg_deploy.worker"}

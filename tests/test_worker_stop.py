@@ -1,0 +1,177 @@
+"""ExecutionWorker stop and fencing, on both backends: hand-back, grace, and refused outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from lg_deploy.graphs import GraphRegistry
+from lg_deploy.models import ExecutionStatus, utcnow
+from lg_deploy.queue.memory import AsyncioExecutionQueue
+from lg_deploy.store.postgres import PostgresExecutionStore
+from lg_deploy.worker import ExecutionWorker
+from tests import test_worker as support
+from tests.conftest import make_state
+from tests.test_worker import WAIT_SECONDS, Backend, GatedRunner, StartRecorder, wait_until
+
+# The backend (memory and postgres) and registry fixtures of test_worker, shared by name.
+backend_url = support.backend_url
+backend = support.backend
+registry = support.registry
+
+
+def lingering_tasks(before: set[asyncio.Task[Any]]) -> list[str]:
+    """Names of tasks alive now that were not alive at `before`, except the current one."""
+    alive = asyncio.all_tasks() - before - {asyncio.current_task()}
+    return sorted(task.get_name() for task in alive if not task.done())
+
+
+@pytest.mark.req("LLD-6.1", "LLD-9.1")
+@pytest.mark.parametrize(("max_attempts", "expected"), [(3, "QUEUED"), (1, "FAILED")])
+async def test_stop_without_grace_hands_back_a_hanging_execution(
+    backend: Backend, registry: GraphRegistry, max_attempts: int, expected: str
+) -> None:
+    """stop(0) is prompt, leaves no task, hands the execution back (FAILED with no attempt left)."""
+    before = asyncio.all_tasks()
+    graphs = StartRecorder(registry)
+    worker = backend.worker(graphs, concurrency=2)
+    await worker.start()
+    execution_id = await backend.submit(
+        worker, graph_id="sleep", input={"seconds": 3600}, max_attempts=max_attempts
+    )
+    await wait_until(graphs.has_started)
+    started = time.monotonic()
+    await worker.stop(grace_seconds=0)
+    assert time.monotonic() - started < 5
+    await backend.close_queues()
+    assert not [n for n in lingering_tasks(before) if n.startswith("lg-deploy-slot-")]
+    assert lingering_tasks(before) == []
+    state = await backend.store.get(execution_id)
+    assert state is not None
+    assert state.status == expected
+    assert any("interrupted" in error for error in await backend.recorded_errors(execution_id))
+    assert state.attempts == 1
+    assert worker.running_ids == []
+
+
+@pytest.mark.req("LLD-6.1")
+async def test_stop_with_grace_lets_a_short_execution_finish(
+    backend: Backend, registry: GraphRegistry
+) -> None:
+    """stop(5) waits for a running 0.5 s execution, which ends COMPLETED."""
+    graphs = StartRecorder(registry)
+    worker = backend.worker(graphs)
+    await worker.start()
+    execution_id = await backend.submit(worker, graph_id="sleep", input={"seconds": 0.5})
+    await wait_until(graphs.has_started)
+    started = time.monotonic()
+    await worker.stop(grace_seconds=5)
+    assert time.monotonic() - started < 4
+    state = await backend.store.get(execution_id)
+    assert state is not None
+    assert state.status == ExecutionStatus.COMPLETED
+    assert state.output == {"slept": 0.5}
+
+
+@pytest.mark.req("LLD-6.1", "CARD-CLAIM")
+async def test_stop_right_after_a_claim_hands_the_execution_back(
+    backend: Backend, registry: GraphRegistry
+) -> None:
+    """stop(0) the moment a slot has taken an execution (graph not begun) leaves it QUEUED."""
+    worker = backend.worker(registry, concurrency=1)
+    await worker.start()
+    execution_id = await backend.submit(worker, graph_id="sleep", input={"seconds": 3600})
+    while execution_id not in worker.running_ids:
+        await asyncio.sleep(0)
+    await worker.stop(grace_seconds=0)
+    await backend.close_queues()
+    state = await backend.store.get(execution_id)
+    assert state is not None
+    assert state.status == ExecutionStatus.QUEUED, f"left {state.status} by {state.worker_id}"
+
+
+@pytest.mark.req("LLD-6.1", "LLD-10")
+async def test_process_ignores_final_and_foreign_executions(backend: Backend) -> None:
+    """process() returns None and changes nothing for a final row or one another worker runs."""
+    runner = GatedRunner()
+    worker = backend.worker(runner)
+    other = backend.worker(runner)
+    final_id = (await backend.store.create(make_state())).execution_id
+    assert (await other.process(final_id)) is not None
+    foreign = await backend.store.create(make_state())
+    claimed = await backend.store.update(
+        foreign.evolve(
+            status=ExecutionStatus.RUNNING,
+            attempts=1,
+            worker_id=other.worker_id,
+            lease_expires_at=utcnow() + timedelta(seconds=60),
+        ),
+        expected_status=ExecutionStatus.QUEUED,
+    )
+    runner.calls.clear()
+    snapshot = {i: await backend.store.get(i) for i in (final_id, claimed.execution_id)}
+    assert (await worker.process(final_id)) is None
+    assert (await worker.process(claimed.execution_id)) is None
+    assert (await worker.process(make_state().execution_id)) is None
+    assert runner.calls == []
+    assert {i: await backend.store.get(i) for i in snapshot} == snapshot
+
+
+@pytest.mark.req("LLD-6.1", "LLD-10")
+async def test_outcome_refused_when_a_later_attempt_took_over(backend: Backend) -> None:
+    """A's completion is refused once the row was recovered and claimed again by worker B."""
+    runner = GatedRunner()
+    runner.gate.clear()
+    worker_a = backend.worker(runner)
+    created = await backend.store.create(make_state())
+    task = asyncio.create_task(worker_a.process(created.execution_id))
+    await asyncio.wait_for(runner.started.wait(), WAIT_SECONDS)
+    running = await backend.store.get(created.execution_id)
+    assert running is not None
+    assert running.worker_id == worker_a.worker_id
+    recovered = await backend.store.update(
+        running.evolve(status=ExecutionStatus.QUEUED, error="lease expired"),
+        expected_status=ExecutionStatus.RUNNING,
+    )
+    taken = await backend.store.update(
+        recovered.evolve(
+            status=ExecutionStatus.RUNNING,
+            attempts=2,
+            worker_id="worker-b",
+            lease_expires_at=utcnow() + timedelta(seconds=60),
+        ),
+        expected_status=ExecutionStatus.QUEUED,
+    )
+    runner.gate.set()
+    assert (await asyncio.wait_for(task, WAIT_SECONDS)) is None
+    assert (await backend.store.get(created.execution_id)) == taken
+
+
+@pytest.mark.req("LLD-6.1", "LLD-10", "CARD-GUARD")
+async def test_outcome_refused_after_takeover_by_sql(pool: AsyncConnectionPool[Any]) -> None:
+    """Changing worker_id and attempts by SQL while A runs makes A's completion a no-op."""
+    store, runner = PostgresExecutionStore(pool), GatedRunner()
+    runner.gate.clear()
+    worker_a = ExecutionWorker(store, AsyncioExecutionQueue(), runner, worker_id="worker-a")
+    created = await store.create(make_state())
+    task = asyncio.create_task(worker_a.process(created.execution_id))
+    await asyncio.wait_for(runner.started.wait(), WAIT_SECONDS)
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE lg_deploy.executions SET worker_id = 'worker-b', attempts = 2"
+            " WHERE execution_id = %s AND status = 'RUNNING'",
+            (created.execution_id,),
+        )
+    taken = await store.get(created.execution_id)
+    runner.gate.set()
+    assert (await asyncio.wait_for(task, WAIT_SECONDS)) is None
+    after = await store.get(created.execution_id)
+    assert after == taken
+    assert after is not None
+    assert after.status == ExecutionStatus.RUNNING
+    assert (after.worker_id, after.attempts, after.output) == ("worker-b", 2, None)
