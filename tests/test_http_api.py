@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from lg_deploy.models import ExecutionStatus
 from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.settings import load_settings
 from lg_deploy.store.memory import InMemoryExecutionStore
+from tests.helpers import wait_until
 
 WAIT_SECONDS = 10.0
 LONG_SLEEP = {"graph_id": "sleep", "input": {"seconds": 30}}
@@ -27,14 +28,6 @@ def memory_app(**env: str) -> Starlette:
     """An app on the memory backend that stops at once on shutdown (no grace)."""
     environ = {"LG_DEPLOY_BACKEND": "memory", "LG_DEPLOY_SHUTDOWN_GRACE_SECONDS": "0", **env}
     return create_app(load_settings(environ))
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
-    """Poll `predicate` until it holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
-        time.sleep(0.02)
 
 
 @pytest.fixture

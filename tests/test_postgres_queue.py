@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
@@ -15,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from lg_deploy.db.pool import open_pool
 from lg_deploy.queue import Listener, PostgresExecutionQueue
 from lg_deploy.queue.listener import QUEUED_CHANNEL
+from tests.helpers import wait_until_async
 
 WAIT_SECONDS = 10.0
 SETTLE_SECONDS = 0.2  # long enough for a waiting claimer's first (empty) claim to finish
@@ -50,14 +50,6 @@ async def listener(db_url: str) -> AsyncIterator[Listener]:
         yield listening
     finally:
         await listening.stop()
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
-    """Poll `predicate` until it holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def insert_rows(sql: Sql, count: int = 1) -> list[str]:
@@ -191,7 +183,7 @@ async def test_two_workers_claim_every_row_exactly_once(
     tasks = [asyncio.create_task(drain(w)) for w in queues for _ in range(4)]
     try:
         inserted = insert_rows(sql, 200)
-        await wait_until(lambda: len(got["w1"]) + len(got["w2"]) >= 200)
+        await wait_until_async(lambda: len(got["w1"]) + len(got["w2"]) >= 200)
         await asyncio.sleep(SETTLE_SECONDS)
     finally:
         for task in tasks:
@@ -249,7 +241,7 @@ async def test_the_listener_listens_again_after_its_connection_drops(
     """After its backend is terminated the listener reconnects and NOTIFY wakes dequeue again."""
     queue = make_queue(listener=listener, poll_interval_seconds=30)
     assert scalar(sql, TERMINATE_LISTENER, 0) is True
-    await wait_until(lambda: listener.connects == 2)
+    await wait_until_async(lambda: listener.connects == 2)
     waiting = asyncio.create_task(queue.dequeue())
     await asyncio.sleep(SETTLE_SECONDS)
     [execution_id] = insert_rows(sql)
@@ -287,12 +279,12 @@ async def test_close_hands_back_claims_no_caller_took(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND wait_event_type = 'Lock' AND query LIKE '%SKIP LOCKED%'"
         )
-        await wait_until(lambda: scalar(sql, blocked_claims) == 1)
+        await wait_until_async(lambda: scalar(sql, blocked_claims) == 1)
         for caller in callers:
             caller.cancel()
         await asyncio.gather(*callers, return_exceptions=True)
         locker.rollback()
-    await wait_until(lambda: queue.claimed_total == 3)
+    await wait_until_async(lambda: queue.claimed_total == 3)
     assert count_running(sql) == 3
     await queue.close()
     rows = sql.execute(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,19 +19,12 @@ from psycopg.conninfo import make_conninfo
 from lg_deploy.db.migrations import available_migrations
 from lg_deploy.queue.listener import LISTENER_APPLICATION_NAME, QUEUED_CHANNEL
 from tests.conftest import LG_DEPLOY_COMMAND
+from tests.helpers import json_lines, wait_until
 
 WAIT_SECONDS = 15.0
 START_SECONDS = 30.0
 
 SqlConn = psycopg.Connection[Any]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
-    """Poll `predicate` until it holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
-        time.sleep(0.05)
 
 
 @dataclass
@@ -44,13 +36,7 @@ class Worker:
 
     def log_messages(self) -> list[dict[str, Any]]:
         """The JSON log lines written so far."""
-        entries = []
-        for raw in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                entries.append(json.loads(raw))
-            except ValueError:
-                continue
-        return entries
+        return json_lines(self.log_path)
 
     def assert_alive(self) -> None:
         """Fail with the process's stderr if it has exited."""

@@ -12,7 +12,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 NEWCOMER = "lgdnewcomer"
@@ -33,13 +34,6 @@ def readme_commands() -> list[str]:
     """The shell commands of the README's first two ```sh blocks (run, then test)."""
     blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
     return [block.strip() for block in blocks[:2]]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _fresh_copy() -> Path:
@@ -132,7 +126,7 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
 def test_readme_run_command_serves_and_keeps_data(checkout: Path, tmp_path: Path) -> None:
     """The README's run command installs and serves on embedded PostgreSQL; data survives."""
     assert readme_commands()[0] == "scripts/serve"
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     process = _start(checkout, port, log)

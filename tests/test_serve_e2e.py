@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -21,25 +20,10 @@ from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.conftest import LG_DEPLOY_COMMAND
+from tests.helpers import free_port, json_lines, wait_until
 
 START_SECONDS = 30.0
 WAIT_SECONDS = 15.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
-    """Poll `predicate` until it holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -56,13 +40,7 @@ class Server:
 
     def log_lines(self) -> list[dict[str, Any]]:
         """The JSON log lines written so far."""
-        lines = []
-        for raw in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                lines.append(json.loads(raw))
-            except ValueError:
-                continue
-        return lines
+        return json_lines(self.log_path)
 
     def alive(self) -> bool:
         """True while /healthz answers 200; fails at once if the process died."""

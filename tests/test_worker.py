@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker, GraphRunner
 from tests.conftest import make_state
+from tests.helpers import wait_until_async
 
 WAIT_SECONDS = 10.0
 POLL_SECONDS = 0.1
@@ -51,16 +52,6 @@ async def nul_output(inputs: dict[str, Any]) -> Any:
 ODD_GRAPHS = {
     name: f"./odd_graphs.py:{name}" for name in ("set_output", "nan_output", "nul_output")
 }
-
-
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], timeout: float = WAIT_SECONDS
-) -> None:
-    """Poll `predicate` until it holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
-        await asyncio.sleep(0.01)
 
 
 @dataclass
@@ -112,7 +103,7 @@ class Backend:
             found[:] = [state]
             return condition(state)
 
-        await wait_until(holds, timeout)
+        await wait_until_async(holds, timeout)
         return found[0]
 
     async def count_running(self, ids: list[str]) -> int:

@@ -17,7 +17,8 @@ from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.worker import ExecutionWorker
 from tests import test_worker as support
 from tests.conftest import make_state
-from tests.test_worker import WAIT_SECONDS, Backend, GatedRunner, StartRecorder, wait_until
+from tests.helpers import wait_until_async as wait_until
+from tests.test_worker import WAIT_SECONDS, Backend, GatedRunner, StartRecorder
 
 # The backend (memory and postgres) and registry fixtures of test_worker, shared by name.
 backend_url = support.backend_url
