@@ -17,7 +17,7 @@ from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.worker import ExecutionWorker
 from tests import test_worker as support
 from tests.conftest import make_state
-from tests.helpers import wait_until_async as wait_until
+from tests.helpers import wait_until_async
 from tests.test_worker import WAIT_SECONDS, Backend, GatedRunner, StartRecorder
 
 # The backend (memory and postgres) and registry fixtures of test_worker, shared by name.
@@ -45,7 +45,7 @@ async def test_stop_without_grace_hands_back_a_hanging_execution(
     execution_id = await backend.submit(
         worker, graph_id="sleep", input={"seconds": 3600}, max_attempts=max_attempts
     )
-    await wait_until(graphs.has_started)
+    await wait_until_async(graphs.has_started)
     started = time.monotonic()
     await worker.stop(grace_seconds=0)
     assert time.monotonic() - started < 5
@@ -69,7 +69,7 @@ async def test_stop_with_grace_lets_a_short_execution_finish(
     worker = backend.worker(graphs)
     await worker.start()
     execution_id = await backend.submit(worker, graph_id="sleep", input={"seconds": 0.5})
-    await wait_until(graphs.has_started)
+    await wait_until_async(graphs.has_started)
     started = time.monotonic()
     await worker.stop(grace_seconds=5)
     assert time.monotonic() - started < 4
