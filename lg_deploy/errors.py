@@ -25,6 +25,15 @@ class ExecutionExists(LgDeployError):
         self.execution_id = execution_id
 
 
+class IdempotencyKeyUsed(LgDeployError):
+    """An execution was already submitted with this idempotency key."""
+
+    def __init__(self, existing: object, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} was already used")
+        self.existing = existing
+        self.key = key
+
+
 class InvalidTransition(LgDeployError):
     """The stored execution is not in the status (or attempt) the change expected."""
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol, cast
 
 import pydantic
 import pydantic_core
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 
 from lg_deploy.errors import GraphLoadError, GraphOutputError, UnknownGraph
@@ -37,16 +38,23 @@ _UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
 class CompiledGraph(Protocol):
     """What the registry hands out: a compiled LangGraph graph (a `Pregel`) or a look-alike."""
 
-    async def ainvoke(self, input: Any, config: Any = None) -> Any:
+    async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         """Run the graph on one input and return its output."""
 
 
 class GraphRegistry:
     """Graph names mapped to `langgraph.json` specs; each graph is loaded and compiled once."""
 
-    def __init__(self, specs: Mapping[str, str], *, base_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        specs: Mapping[str, str],
+        *,
+        base_dir: Path | None = None,
+        checkpointer: BaseCheckpointSaver[Any] | None = None,
+    ) -> None:
         self._specs = dict(specs)
         self._base_dir = base_dir if base_dir is not None else Path.cwd()
+        self._checkpointer = checkpointer
         self._graphs: dict[str, CompiledGraph] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -67,7 +75,7 @@ class GraphRegistry:
                         value = _call_factory(value)
                         if inspect.isawaitable(value):
                             value = await value
-                self._graphs[graph_id] = _as_graph(spec, value)
+                self._graphs[graph_id] = self._with_checkpointer(_as_graph(spec, value))
         return self._graphs[graph_id]
 
     def load_all(self) -> None:
@@ -87,14 +95,36 @@ class GraphRegistry:
                 if inspect.iscoroutine(value):  # a sync function handing back a coroutine
                     value.close()
                     continue
-            self._graphs[graph_id] = _as_graph(spec, value)
+            self._graphs[graph_id] = self._with_checkpointer(_as_graph(spec, value))
 
     async def run(
-        self, graph_id: str, input: dict[str, Any], *, config: dict[str, Any] | None = None
+        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
     ) -> dict[str, Any]:
-        """Run graph `graph_id` on `input`; its output as a jsonb-storable JSON object."""
+        """Run graph `graph_id` on `input` as thread `thread_id`; output as a jsonb-ready object.
+
+        With a checkpointer, every step is saved before the next starts, and a thread that
+        already has checkpoints resumes after its last saved step instead of starting over.
+        """
         graph = await self.get(graph_id)
-        return to_json_object(await graph.ainvoke(input, config=config))
+        config = {"configurable": {"thread_id": thread_id}} if thread_id else None
+        if self._checkpointer is None or config is None:
+            return to_json_object(await graph.ainvoke(input, config=config))
+        snapshot = await cast(Any, graph).aget_state(config)
+        if snapshot.next:
+            result = await graph.ainvoke(None, config=config, durability="sync")
+        elif snapshot.created_at is not None:  # finished before its outcome could be stored
+            result = snapshot.values
+        else:
+            result = await graph.ainvoke(input, config=config, durability="sync")
+        return to_json_object(result)
+
+    def _with_checkpointer(self, graph: CompiledGraph) -> CompiledGraph:
+        if self._checkpointer is None:
+            return graph
+        copy = getattr(graph, "copy", None)
+        if copy is None:
+            raise GraphLoadError(f"{type(graph).__name__} cannot take a checkpointer")
+        return cast(CompiledGraph, copy(update={"checkpointer": self._checkpointer}))
 
     def _spec(self, graph_id: str) -> str:
         try:

@@ -96,7 +96,9 @@ class ExecutionState(BaseModel):
     started_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None
     request_id: str | None = None
-    idempotency_key: str | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=604_800)
+    cancel_requested_at: AwareDatetime | None = None
 
     @field_validator("execution_id")
     @classmethod
@@ -140,6 +142,15 @@ class ExecutionEvent(BaseModel):
     worker_id: str | None = None
     attempt: int
     error: str | None = None
+
+
+class LeaseRenewal(BaseModel):
+    """What a lease renewal found: executions still held, and those asked to stop."""
+
+    model_config = ConfigDict(frozen=True)
+
+    held: frozenset[str]
+    cancel_requested: frozenset[str]
 
 
 class StatusCount(BaseModel):

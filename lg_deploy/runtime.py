@@ -10,17 +10,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from psycopg_pool import AsyncConnectionPool
 
+from lg_deploy.checkpoints import memory_checkpointer, postgres_checkpointer
 from lg_deploy.db.embedded import start_embedded
 from lg_deploy.db.migrations import migrate
 from lg_deploy.db.pool import open_pool
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
 from lg_deploy.metrics import Metrics
-from lg_deploy.queue.listener import Listener
+from lg_deploy.models import ExecutionState, ExecutionStatus
+from lg_deploy.queue.listener import CANCEL_CHANNEL, Listener
 from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.queue.postgres import PostgresExecutionQueue
 from lg_deploy.queue.protocol import ExecutionQueue
+from lg_deploy.retry import RetryPolicy
 from lg_deploy.settings import Settings
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.store.postgres import PostgresExecutionStore
@@ -38,17 +42,28 @@ class Runtime:
     store: ExecutionStore
     queue: ExecutionQueue
     graphs: GraphRegistry
-    worker: ExecutionWorker | None
+    worker: ExecutionWorker
     pool: AsyncConnectionPool[Any] | None = None
     listener: Listener | None = None
     conninfo: str | None = None
 
+    async def cancel(self, execution_id: str) -> ExecutionState:
+        """Cancel: QUEUED fails at once; RUNNING is stopped by its worker (NOTIFY, or here)."""
+        state = await self.store.request_cancel(execution_id)
+        if state.status == ExecutionStatus.RUNNING and self.listener is None:
+            self.worker.request_stop([execution_id])
+        return state
 
-def build_registry(settings: Settings, cwd: Path | None = None) -> GraphRegistry:
+
+def build_registry(
+    settings: Settings,
+    cwd: Path | None = None,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+) -> GraphRegistry:
     """The configured graphs, or the shipped examples when none are configured."""
     specs = settings.graphs if settings.graphs else DEFAULT_GRAPHS
     base_dir = settings.config.resolve().parent if settings.config else cwd or Path(os.getcwd())
-    registry = GraphRegistry(specs, base_dir=base_dir)
+    registry = GraphRegistry(specs, base_dir=base_dir, checkpointer=checkpointer)
     registry.load_all()
     return registry
 
@@ -70,16 +85,24 @@ async def open_runtime(
     metrics: Metrics | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open every part for `settings.backend`, start the worker, and close all in reverse order."""
-    registry = graphs or build_registry(settings)
     if settings.backend == "memory":
+        saver = memory_checkpointer() if settings.checkpoints else None
+        registry = graphs or build_registry(settings, checkpointer=saver)
         store, queue = InMemoryExecutionStore(), AsyncioExecutionQueue()
         async with runtime_over(settings, store, queue, graphs=registry, metrics=metrics) as rt:
             yield rt
         return
     with contextlib.ExitStack() as stack:
         conninfo = resolve_conninfo(settings, stack)
-        async with _postgres_runtime(settings, registry, conninfo, metrics) as runtime:
-            yield runtime
+        if settings.migrate_on_start:
+            await migrate(conninfo)
+        async with contextlib.AsyncExitStack() as async_stack:
+            saver = None
+            if settings.checkpoints:
+                saver = await async_stack.enter_async_context(postgres_checkpointer(conninfo))
+            registry = graphs or build_registry(settings, checkpointer=saver)
+            async with _postgres_runtime(settings, registry, conninfo, metrics) as runtime:
+                yield runtime
 
 
 @contextlib.asynccontextmanager
@@ -102,8 +125,6 @@ async def runtime_over(
 async def _postgres_runtime(
     settings: Settings, registry: GraphRegistry, conninfo: str, metrics: Metrics | None
 ) -> AsyncIterator[Runtime]:
-    if settings.migrate_on_start:
-        await migrate(conninfo)
     pool = await open_pool(
         conninfo, max_size=settings.pool_max_size, timeout_seconds=settings.pool_timeout_seconds
     )
@@ -118,6 +139,7 @@ async def _postgres_runtime(
         poll_interval_seconds=settings.poll_interval_seconds,
     )
     worker = _make_worker(settings, store, queue, registry, worker_id, metrics)
+    listener.subscribe(CANCEL_CHANNEL, lambda payload: worker.request_stop(payload.split(",")))
     try:
         await listener.start()
         try:
@@ -145,7 +167,13 @@ def _make_worker(
         concurrency=settings.worker_concurrency,
         worker_id=worker_id,
         lease_seconds=settings.lease_seconds,
+        recovery_interval_seconds=settings.recovery_interval_seconds,
         execution_timeout_seconds=settings.execution_timeout_seconds,
+        retry=RetryPolicy(
+            retry_on_error=settings.retry_on_error,
+            backoff_seconds=settings.retry_backoff_seconds,
+            backoff_max_seconds=settings.retry_backoff_max_seconds,
+        ),
         metrics=metrics,
     )
 

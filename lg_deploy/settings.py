@@ -39,8 +39,14 @@ class Settings(BaseSettings):
     pool_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
     worker_concurrency: int = Field(default=4, ge=1, le=10_000)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
-    lease_seconds: float = Field(default=30.0, ge=1, le=86_400)
-    execution_timeout_seconds: float | None = Field(default=None, gt=0)
+    lease_seconds: float = Field(default=10.0, ge=1, le=86_400)
+    recovery_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
+    max_attempts: int = Field(default=3, ge=1, le=1000)
+    retry_on_error: bool = False
+    retry_backoff_seconds: float = Field(default=1.0, ge=0, le=3600)
+    retry_backoff_max_seconds: float = Field(default=300.0, ge=0, le=86_400)
+    execution_timeout_seconds: float | None = Field(default=None, gt=0, le=604_800)
+    checkpoints: bool = False
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=86_400)
     graphs: dict[str, str] | None = None
     config: Path | None = None

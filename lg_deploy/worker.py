@@ -8,29 +8,37 @@ import logging
 import os
 import socket
 import uuid
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from lg_deploy.errors import LgDeployError
+from lg_deploy.leases import LeaseKeeper
 from lg_deploy.logs import bound
 from lg_deploy.metrics import Metrics
-from lg_deploy.models import ExecutionState, ExecutionStatus, utcnow
+from lg_deploy.models import ExecutionState, ExecutionStatus, LeaseRenewal, utcnow
 from lg_deploy.queue.protocol import ExecutionQueue
+from lg_deploy.retry import RetryPolicy
 from lg_deploy.store.protocol import ExecutionStore
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 4
-DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_LEASE_SECONDS = 10.0
+DEFAULT_RECOVERY_INTERVAL_SECONDS = 2.0
 STORE_RETRY_SECONDS = 1.0
 # After the grace period, cancelled executions get this long to hand themselves back.
 HAND_BACK_SECONDS = 10.0
+CANCELLED = "cancelled"
+LEASE_LOST = "lease lost"
 
 
 class GraphRunner(Protocol):
     """Runs the graph an execution names (GraphRegistry is the real one)."""
 
-    async def run(self, graph_id: str, input: dict[str, Any]) -> dict[str, Any]:
+    async def run(
+        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
+    ) -> dict[str, Any]:
         """The graph's output as a JSON object; raises on failure or unknown graph."""
         ...
 
@@ -60,7 +68,9 @@ class ExecutionWorker:
         concurrency: int = DEFAULT_CONCURRENCY,
         worker_id: str | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        recovery_interval_seconds: float = DEFAULT_RECOVERY_INTERVAL_SECONDS,
         execution_timeout_seconds: float | None = None,
+        retry: RetryPolicy | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         if concurrency < 1:
@@ -72,10 +82,23 @@ class ExecutionWorker:
         self.worker_id = worker_id or make_worker_id()
         self.lease_seconds = lease_seconds
         self.execution_timeout_seconds = execution_timeout_seconds
+        self.retry = retry or RetryPolicy()
         self.metrics = metrics
+        self.leases = LeaseKeeper(
+            store,
+            queue,
+            worker_id=self.worker_id,
+            held=self._held,
+            on_renewal=self._on_renewal,
+            lease_seconds=lease_seconds,
+            recovery_interval_seconds=recovery_interval_seconds,
+        )
         self._slots: set[asyncio.Task[None]] = set()
         self._idle: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._attempts: dict[str, int] = {}
+        self._stop_reasons: dict[str, str] = {}
+        self._timers: set[asyncio.Task[None]] = set()
         self._stopping = False
 
     @property
@@ -84,12 +107,13 @@ class ExecutionWorker:
         return list(self._running)
 
     async def start(self) -> None:
-        """Start `concurrency` slots, each taking one execution at a time from the queue."""
+        """Start `concurrency` slots, each taking one execution at a time, and the lease keeper."""
         if self._slots:
             return
         self._stopping = False
         for number in range(self.concurrency):
             self._slots.add(asyncio.create_task(self._slot(), name=f"lg-deploy-slot-{number}"))
+        self.leases.start()
         logger.info("worker %s started with %d slots", self.worker_id, self.concurrency)
 
     async def stop(self, grace_seconds: float = 0.0) -> None:
@@ -107,9 +131,40 @@ class ExecutionWorker:
             _done, pending = await asyncio.wait(self._slots, timeout=HAND_BACK_SECONDS)
             for task in pending:
                 logger.error("slot %s did not stop; abandoning it", task.get_name())
+        await self.leases.stop()
+        for timer in self._timers:
+            timer.cancel()
         self._slots.clear()
         self._idle.clear()
         logger.info("worker %s stopped", self.worker_id)
+
+    def request_stop(self, execution_ids: Iterable[str]) -> None:
+        """Stop these executions if this worker runs them ("*": check all with the store now)."""
+        ids = list(execution_ids)
+        if "*" in ids:
+            self.leases.beat_now()
+        for execution_id in ids:
+            self._interrupt(execution_id, CANCELLED)
+
+    def _interrupt(self, execution_id: str, reason: str) -> None:
+        task = self._running.get(execution_id)
+        if task is not None and not task.done() and execution_id not in self._stop_reasons:
+            self._stop_reasons[execution_id] = reason
+            task.cancel()
+
+    def _held(self) -> dict[str, int]:
+        return dict(self._attempts)
+
+    def _on_renewal(self, renewal: LeaseRenewal, asked: dict[str, int]) -> None:
+        for execution_id in asked:
+            if (
+                execution_id not in renewal.held
+                and self._attempts.get(execution_id) == asked[execution_id]
+            ):
+                logger.warning("lease of execution %s lost; stopping it here", execution_id)
+                self._interrupt(execution_id, LEASE_LOST)
+        for execution_id in renewal.cancel_requested:
+            self._interrupt(execution_id, CANCELLED)
 
     async def _slot(self) -> None:
         me = asyncio.current_task()
@@ -132,6 +187,7 @@ class ExecutionWorker:
                 raise
             finally:
                 self._running.pop(execution_id, None)
+                self._stop_reasons.pop(execution_id, None)
 
     async def _process_quietly(self, execution_id: str) -> None:
         try:
@@ -142,7 +198,7 @@ class ExecutionWorker:
             logger.exception("execution %s: unexpected worker error", execution_id)
 
     async def process(self, execution_id: str) -> ExecutionState | None:
-        """Run one execution to COMPLETED or FAILED; returns its final state, None if not ours."""
+        """Run one execution to an outcome; returns its stored state, None if not run here."""
         try:
             state = await self._begin(execution_id)
         except asyncio.CancelledError:
@@ -159,12 +215,26 @@ class ExecutionWorker:
             request_id=state.request_id,
             attempt=state.attempts,
         ):
-            logger.info("execution started")
+            self._attempts[execution_id] = state.attempts
             try:
+                logger.info("execution started")
                 return await self._run_and_record(state)
             except asyncio.CancelledError:
-                await self._hand_back(state)
-                raise
+                reason = self._stop_reasons.get(execution_id)
+                if reason is None:  # the worker is stopping
+                    await self._hand_back(state)
+                    raise
+                return await self._interrupted(state, reason)
+            finally:
+                self._attempts.pop(execution_id, None)
+
+    async def _interrupted(self, state: ExecutionState, reason: str) -> ExecutionState | None:
+        """A run was stopped on purpose: record "cancelled", or give up a lost lease."""
+        _uncancel()
+        if reason == LEASE_LOST:
+            logger.warning("execution abandoned: its lease passed to another attempt")
+            return None
+        return await self._record(state, ExecutionStatus.FAILED, error=CANCELLED)
 
     async def _begin(self, execution_id: str) -> ExecutionState | None:
         """The RUNNING state this worker owns: claimed by the queue already, or claimed here."""
@@ -177,6 +247,9 @@ class ExecutionWorker:
         if state.status != ExecutionStatus.QUEUED:
             logger.info("execution %s is %s; not running it", execution_id, state.status)
             return None
+        if (wait := (state.run_at - utcnow()).total_seconds()) > 0:
+            self._enqueue_later(execution_id, wait)
+            return None
         running = state.evolve(
             status=ExecutionStatus.RUNNING,
             attempts=state.attempts + 1,
@@ -185,31 +258,63 @@ class ExecutionWorker:
         )
         return await self.store.update(running, expected_status=ExecutionStatus.QUEUED)
 
+    def _enqueue_later(self, execution_id: str, seconds: float) -> None:
+        """For queues without due times (asyncio): offer the id again once it is due."""
+
+        async def later() -> None:
+            await asyncio.sleep(seconds)
+            await self.queue.enqueue(execution_id)
+
+        task = asyncio.create_task(later())
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
     async def _run_and_record(self, state: ExecutionState) -> ExecutionState | None:
         if self.metrics is not None:
             self.metrics.started.labels(state.graph_id).inc()
+        timeout = state.timeout_seconds or self.execution_timeout_seconds
         try:
-            async with asyncio.timeout(self.execution_timeout_seconds):
-                output = await self.graphs.run(state.graph_id, state.input)
+            async with asyncio.timeout(timeout):
+                output = await self.graphs.run(
+                    state.graph_id, state.input, thread_id=state.execution_id
+                )
         except TimeoutError:
-            error = f"timed out after {self.execution_timeout_seconds:g} s"
-            return await self._finish(state, ExecutionStatus.FAILED, error=error)
+            return await self._record(
+                state, ExecutionStatus.FAILED, error=f"timed out after {timeout:g} s"
+            )
         except Exception as exc:
-            return await self._finish(state, ExecutionStatus.FAILED, error=describe_error(exc))
-        return await self._finish(state, ExecutionStatus.COMPLETED, output=output)
+            if self.retry.retries(exc, state.attempts, state.max_attempts):
+                return await self._retry_later(state, exc)
+            return await self._record(state, ExecutionStatus.FAILED, error=describe_error(exc))
+        return await self._record(state, ExecutionStatus.COMPLETED, output=output)
 
-    async def _finish(
+    async def _retry_later(self, state: ExecutionState, exc: Exception) -> ExecutionState | None:
+        delay = self.retry.delay_seconds(state.attempts)
+        error = (
+            f"{describe_error(exc)} (attempt {state.attempts} of {state.max_attempts}; retrying)"
+        )
+        run_at = utcnow() + timedelta(seconds=delay)
+        stored = await self._record(state, ExecutionStatus.QUEUED, error=error, run_at=run_at)
+        if stored is not None:
+            self._enqueue_later(state.execution_id, delay)
+        return stored
+
+    async def _record(
         self,
         state: ExecutionState,
         status: ExecutionStatus,
         *,
         output: dict[str, Any] | None = None,
         error: str | None = None,
+        run_at: datetime | None = None,
     ) -> ExecutionState | None:
-        final = state.evolve(status=status, output=output, error=error)
+        """Store the outcome, fenced by this attempt; retried while the database is away."""
+        wanted = state.evolve(
+            status=status, output=output, error=error, run_at=run_at or state.run_at
+        )
         while True:
             try:
-                stored = await self.store.update(final, expected_status=ExecutionStatus.RUNNING)
+                stored = await self.store.update(wanted, expected_status=ExecutionStatus.RUNNING)
             except LgDeployError as refused:
                 logger.warning("outcome not recorded: %s", refused)
                 return None
@@ -222,9 +327,9 @@ class ExecutionWorker:
             return stored
 
     def _observe(self, final: ExecutionState) -> None:
-        if self.metrics is None or final.started_at is None or final.finished_at is None:
+        if self.metrics is None or not final.is_final or final.started_at is None:
             return
-        seconds = (final.finished_at - final.started_at).total_seconds()
+        seconds = ((final.finished_at or utcnow()) - final.started_at).total_seconds()
         self.metrics.finished.labels(final.graph_id, final.status.value).inc()
         self.metrics.run_seconds.labels(final.graph_id, final.status.value).observe(seconds)
 
@@ -252,3 +357,10 @@ class ExecutionWorker:
                 await self.queue.enqueue(state.execution_id)
         except Exception as error:
             logger.warning("could not hand back execution: %s", error)
+
+
+def _uncancel() -> None:
+    """Forget a cancellation this task has handled itself (it then ends normally)."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()

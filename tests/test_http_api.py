@@ -259,8 +259,8 @@ def test_events_list_queued_running_completed_in_order(client: TestClient) -> No
 
 
 @pytest.mark.req("API-EXECUTIONS")
-def test_cancel_fails_a_queued_execution_once_and_refuses_running_ones() -> None:
-    """With the one slot busy, a QUEUED execution cancels to FAILED "cancelled"; repeats are 409."""
+def test_cancel_fails_queued_at_once_and_stops_running_ones() -> None:
+    """QUEUED cancels to FAILED "cancelled" (200); RUNNING is stopped (202); final ones are 409."""
     with TestClient(memory_app(LG_DEPLOY_WORKER_CONCURRENCY="1")) as client:
         busy = submit(client, **LONG_SLEEP)["execution_id"]
         wait_until(lambda: status_of(client, busy) == "RUNNING")
@@ -276,8 +276,11 @@ def test_cancel_fails_a_queued_execution_once_and_refuses_running_ones() -> None
         assert again.status_code == 409
         assert again.json()["error"] == "conflict"
         running = client.post(f"/executions/{busy}/cancel")
-        assert running.status_code == 409
-        assert status_of(client, busy) == "RUNNING"
+        assert running.status_code == 202
+        assert running.json()["status"] == "RUNNING"
+        assert running.json()["cancel_requested_at"] is not None
+        wait_until(lambda: status_of(client, busy) == "FAILED")
+        assert client.get(f"/executions/{busy}").json()["error"] == "cancelled"
 
 
 @pytest.mark.req("API-OPS", "GRAPH-EXAMPLES")

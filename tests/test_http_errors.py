@@ -18,6 +18,7 @@ from lg_deploy.models import ExecutionState
 from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.settings import load_settings
 from lg_deploy.store.memory import InMemoryExecutionStore
+from lg_deploy.store.protocol import ExecutionStore
 
 MAX_BODY_BYTES = 2048
 SECRET = "secret detail"
@@ -37,7 +38,7 @@ class DatabaseDownStore(InMemoryExecutionStore):
 
     def __getattribute__(self, name: str) -> Any:
         """Every public store method raises psycopg.OperationalError."""
-        if name in ("create", "get", "update", "list_executions", "events", "count_active"):
+        if not name.startswith("_") and callable(getattr(ExecutionStore, name, None)):
 
             async def refused(*args: Any, **kwargs: Any) -> Any:
                 raise psycopg.OperationalError("connection refused")

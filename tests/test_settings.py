@@ -33,7 +33,11 @@ def test_defaults_from_an_empty_mapping() -> None:
     assert settings.database_url is None
     assert settings.worker_concurrency == 4
     assert settings.poll_interval_seconds == 1.0
-    assert settings.lease_seconds == 30.0
+    assert settings.lease_seconds == 10.0
+    assert settings.recovery_interval_seconds == 2.0
+    assert settings.max_attempts == 3
+    assert settings.retry_on_error is False
+    assert settings.checkpoints is False
     assert settings.shutdown_grace_seconds == 10.0
     assert settings.execution_timeout_seconds is None
     assert settings.graphs is None

@@ -186,7 +186,9 @@ class GatedRunner:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def run(self, graph_id: str, input: dict[str, Any]) -> dict[str, Any]:
+    async def run(
+        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
+    ) -> dict[str, Any]:
         """Echo the input under "seen" once the gate is open; `boom` raises."""
         self.calls.append((graph_id, input))
         self.started.set()
@@ -203,10 +205,12 @@ class StartRecorder:
         self.inner = inner
         self.started = 0
 
-    async def run(self, graph_id: str, input: dict[str, Any]) -> dict[str, Any]:
+    async def run(
+        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
+    ) -> dict[str, Any]:
         """Count the run, then delegate it."""
         self.started += 1
-        return await self.inner.run(graph_id, input)
+        return await self.inner.run(graph_id, input, thread_id=thread_id)
 
     async def has_started(self) -> bool:
         """True once a graph run has begun (an awaitable predicate for wait_until)."""

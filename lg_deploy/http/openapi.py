@@ -85,7 +85,13 @@ def build_openapi() -> dict[str, Any]:
                 "Submit an execution",
                 {
                     "202": _answer("queued", ExecutionState, Location="the execution's URL"),
-                    **_errors(400, 413, 415, 422, 503),
+                    "200": _answer(
+                        "an idempotency key already used, same graph and input: the first one",
+                        ExecutionState,
+                        Location="the execution's URL",
+                        **{"Idempotent-Replayed": "true"},
+                    ),
+                    **_errors(400, 409, 413, 415, 422, 503),
                 },
                 requestBody={"required": True, "content": _json_content(SubmitExecution)},
             ),
@@ -114,8 +120,12 @@ def build_openapi() -> dict[str, Any]:
         },
         "/executions/{execution_id}/cancel": {
             "post": _operation(
-                "Cancel a QUEUED execution",
-                {"200": _answer("cancelled", ExecutionState), **_errors(404, 409, 422, 503)},
+                "Cancel: a QUEUED execution fails now (200), a RUNNING one is stopped (202)",
+                {
+                    "200": _answer("cancelled", ExecutionState),
+                    "202": _answer("its worker is stopping it", ExecutionState),
+                    **_errors(404, 409, 422, 503),
+                },
                 parameters=by_id,
             ),
         },

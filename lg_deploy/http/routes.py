@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lg_deploy.errors import InvalidTransition
+from lg_deploy.errors import ExecutionNotFound, IdempotencyKeyUsed, InvalidTransition
 from lg_deploy.http.errors import ApiError, request_id_of
 from lg_deploy.http.schemas import (
     EventList,
@@ -33,6 +33,8 @@ from lg_deploy.waiting import FinishWaiter
 
 Model = TypeVar("Model", bound=BaseModel)
 READY_CHECK_SECONDS = 2.0
+IDEMPOTENCY_HEADER = "idempotency-key"
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
 JSON_TYPES = ("application/json", "application/merge-patch+json")
 
 
@@ -86,27 +88,68 @@ def _refuse_constant(name: str) -> Any:
 
 
 async def submit_execution(request: Request) -> Response:
-    """POST /executions: store a QUEUED execution, wake a worker, answer 202 with Location."""
+    """POST /executions: store a QUEUED execution, wake a worker, answer 202 with Location.
+
+    With an idempotency key already used: 200 with the first execution when the graph and input
+    are the same, 409 when they differ.
+    """
     runtime = _runtime(request)
     settings: Settings = request.state.settings
     payload = SubmitExecution.model_validate(await read_json(request, settings.max_body_bytes))
+    payload = _with_header_key(payload, request.headers.get(IDEMPOTENCY_HEADER))
     known = runtime.graphs.names()
     if payload.graph_id not in known:
         message = f"unknown graph {payload.graph_id!r}"
         raise ApiError(422, message, code="unknown_graph", known_graphs=known)
+    state = _new_state(payload, settings, request_id_of(request.scope) or None)
+    try:
+        stored = await runtime.store.create(state, delay_seconds=payload.delay_seconds or 0.0)
+    except IdempotencyKeyUsed as used:
+        return _replay(used, payload)
+    await runtime.queue.enqueue(stored.execution_id)
+    return _json(stored, 202, Location=f"/executions/{stored.execution_id}")
+
+
+def _with_header_key(payload: SubmitExecution, header: str | None) -> SubmitExecution:
+    """The body with the Idempotency-Key header's key, which must agree with the body's."""
+    if header is None:
+        return payload
+    if not 1 <= len(header) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise ApiError(422, "Idempotency-Key header must be 1 to 200 characters")
+    if payload.idempotency_key not in (None, header):
+        raise ApiError(422, "Idempotency-Key header and body idempotency_key differ")
+    return payload.model_copy(update={"idempotency_key": header})
+
+
+def _new_state(
+    payload: SubmitExecution, settings: Settings, request_id: str | None
+) -> ExecutionState:
     fields: dict[str, Any] = {
         "graph_id": payload.graph_id,
         "input": payload.input,
         "priority": payload.priority,
-        "request_id": request_id_of(request.scope) or None,
+        "max_attempts": payload.max_attempts or settings.max_attempts,
+        "timeout_seconds": payload.timeout_seconds,
+        "idempotency_key": payload.idempotency_key,
+        "request_id": request_id,
     }
-    if payload.max_attempts is not None:
-        fields["max_attempts"] = payload.max_attempts
     if payload.run_at is not None:
         fields["run_at"] = payload.run_at
-    stored = await runtime.store.create(ExecutionState(**fields))
-    await runtime.queue.enqueue(stored.execution_id)
-    return _json(stored, 202, Location=f"/executions/{stored.execution_id}")
+    return ExecutionState(**fields)
+
+
+def _replay(used: IdempotencyKeyUsed, payload: SubmitExecution) -> Response:
+    existing = used.existing
+    assert isinstance(existing, ExecutionState)
+    if (existing.graph_id, existing.input) != (payload.graph_id, payload.input):
+        raise ApiError(
+            409,
+            f"idempotency key {used.key!r} was used for a different graph or input",
+            code="idempotency_conflict",
+            execution_id=existing.execution_id,
+        )
+    location = f"/executions/{existing.execution_id}"
+    return _json(existing, 200, Location=location, **{"Idempotent-Replayed": "true"})
 
 
 async def executions(request: Request) -> Response:
@@ -153,24 +196,15 @@ async def wait_execution(request: Request) -> Response:
 
 
 async def cancel_execution(request: Request) -> Response:
-    """POST /executions/{id}/cancel: a QUEUED execution becomes FAILED "cancelled"."""
+    """POST /executions/{id}/cancel: QUEUED fails now (200); RUNNING is being stopped (202)."""
     execution_id = _execution_id(request)
-    store = _runtime(request).store
-    state = await store.get(execution_id)
-    if state is None:
-        raise ApiError(404, f"execution {execution_id} not found")
-    if state.status != ExecutionStatus.QUEUED:
-        raise ApiError(
-            409, f"execution {execution_id} is {state.status}; only QUEUED can be cancelled"
-        )
-    cancelled = state.evolve(status=ExecutionStatus.FAILED, error="cancelled")
     try:
-        stored = await store.update(cancelled, expected_status=ExecutionStatus.QUEUED)
-    except InvalidTransition:
-        raise ApiError(
-            409, f"execution {execution_id} started before it could be cancelled"
-        ) from None
-    return _json(stored)
+        state = await _runtime(request).cancel(execution_id)
+    except ExecutionNotFound:
+        raise ApiError(404, f"execution {execution_id} not found") from None
+    except InvalidTransition as final:
+        raise ApiError(409, str(final)) from None
+    return _json(state, 202 if state.status == ExecutionStatus.RUNNING else 200)
 
 
 async def execution_events(request: Request) -> Response:

@@ -6,7 +6,7 @@ import base64
 import json
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lg_deploy.models import ExecutionEvent, ExecutionState, ExecutionStatus, PageCursor
 
@@ -33,8 +33,28 @@ class SubmitExecution(BaseModel):
     graph_id: str = Field(pattern=GRAPH_ID_PATTERN, description="a name from GET /graphs")
     input: dict[str, Any] = Field(default_factory=dict, description="the graph's input object")
     priority: int = Field(default=0, ge=-100, le=100, description="higher runs first")
-    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    max_attempts: int | None = Field(
+        default=None, ge=1, le=1000, description="claims allowed; default LG_DEPLOY_MAX_ATTEMPTS"
+    )
     run_at: AwareDatetime | None = Field(default=None, description="not started before this")
+    delay_seconds: float | None = Field(
+        default=None, ge=0, le=31_536_000, description="not started before now plus this"
+    )
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, le=604_800, description="fail a run that lasts longer"
+    )
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="a second submit with this key returns the first execution",
+    )
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> SubmitExecution:
+        if self.run_at is not None and self.delay_seconds is not None:
+            raise ValueError("give run_at or delay_seconds, not both")
+        return self
 
     @field_validator("input")
     @classmethod

@@ -15,7 +15,8 @@ logger = logging.getLogger(__name__)
 
 QUEUED_CHANNEL = "lg_deploy_queued"
 FINISHED_CHANNEL = "lg_deploy_finished"
-CHANNELS = (QUEUED_CHANNEL, FINISHED_CHANNEL)
+CANCEL_CHANNEL = "lg_deploy_cancel"
+CHANNELS = (QUEUED_CHANNEL, FINISHED_CHANNEL, CANCEL_CHANNEL)
 # Delivered to every subscriber after a (re)connect: notifications may have been missed.
 RECONNECTED = "*"
 

@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any
 
-from lg_deploy.errors import ExecutionExists, InvalidTransition
+from lg_deploy.errors import (
+    ExecutionExists,
+    ExecutionNotFound,
+    IdempotencyKeyUsed,
+    InvalidTransition,
+)
 from lg_deploy.models import (
     MUTABLE_FIELDS,
     ExecutionEvent,
     ExecutionState,
     ExecutionStatus,
+    LeaseRenewal,
     PageCursor,
     StatusCount,
     utcnow,
@@ -29,14 +36,18 @@ class InMemoryExecutionStore:
         self._event_ids = itertools.count(1)
         self._lock = asyncio.Lock()
 
-    async def create(self, state: ExecutionState) -> ExecutionState:
-        """Persist a new QUEUED execution and return it as stored."""
+    async def create(self, state: ExecutionState, *, delay_seconds: float = 0.0) -> ExecutionState:
+        """Persist a new QUEUED execution and return it as stored (see ExecutionStore.create)."""
         check_new(state)
         async with self._lock:
             if state.execution_id in self._rows:
                 raise ExecutionExists(state.execution_id)
+            key = state.idempotency_key
+            if key is not None and (existing := self._by_key(key)) is not None:
+                raise IdempotencyKeyUsed(existing, key)
             now = utcnow()
-            run_at = state.run_at if "run_at" in state.model_fields_set else now
+            due = now + timedelta(seconds=delay_seconds)
+            run_at = state.run_at if "run_at" in state.model_fields_set else due
             stored = state.evolve(created_at=now, updated_at=now, run_at=run_at)
             self._rows[state.execution_id] = stored
             self._events[state.execution_id] = []
@@ -96,6 +107,65 @@ class InMemoryExecutionStore:
             for (graph_id, status), count in sorted(counts.items())
         ]
 
+    async def renew_leases(
+        self, worker_id: str, held: dict[str, int], lease_seconds: float
+    ) -> LeaseRenewal:
+        """Extend the leases of {execution_id: attempt} this worker still holds, in one step."""
+        expires = utcnow() + timedelta(seconds=lease_seconds)
+        still: set[str] = set()
+        stop: set[str] = set()
+        async with self._lock:
+            for execution_id, attempt in held.items():
+                row = self._rows.get(execution_id)
+                if row is None or not _owned(row, worker_id, attempt):
+                    continue
+                self._rows[execution_id] = row.evolve(lease_expires_at=expires)
+                still.add(execution_id)
+                if row.cancel_requested_at is not None:
+                    stop.add(execution_id)
+        return LeaseRenewal(held=frozenset(still), cancel_requested=frozenset(stop))
+
+    async def recover_expired(
+        self, *, now: datetime | None = None, limit: int = 100
+    ) -> list[tuple[str, ExecutionStatus]]:
+        """Hand back RUNNING executions whose lease passed (QUEUED, or FAILED when none left)."""
+        moment = now or utcnow()
+        recovered: list[tuple[str, ExecutionStatus]] = []
+        async with self._lock:
+            expired = [
+                row
+                for row in self._rows.values()
+                if row.status == ExecutionStatus.RUNNING
+                and row.lease_expires_at is not None
+                and row.lease_expires_at < moment
+            ]
+            for row in sorted(expired, key=lambda r: r.lease_expires_at or moment)[:limit]:
+                status, error = lease_expiry_outcome(row)
+                updated = row.evolve(**_changes(row, row.evolve(status=status, error=error)))
+                self._rows[row.execution_id] = updated
+                self._record(row.status, updated)
+                recovered.append((row.execution_id, status))
+        return recovered
+
+    async def request_cancel(self, execution_id: str) -> ExecutionState:
+        """QUEUED: FAILED "cancelled" now; RUNNING: marked for its worker to stop."""
+        async with self._lock:
+            row = self._rows.get(execution_id)
+            if row is None:
+                raise ExecutionNotFound(execution_id)
+            if row.is_final:
+                raise InvalidTransition(execution_id, f"it is {row.status} and final")
+            marked = row.evolve(cancel_requested_at=row.cancel_requested_at or utcnow())
+            if row.status == ExecutionStatus.QUEUED:
+                failed = marked.evolve(status=ExecutionStatus.FAILED, error="cancelled")
+                marked = marked.evolve(**_changes(row, failed))
+                self._record(row.status, marked)
+            self._rows[execution_id] = marked
+            return marked
+
+    def _by_key(self, key: str) -> ExecutionState | None:
+        return next((r for r in self._rows.values() if r.idempotency_key == key), None)
+
     def _record(self, from_status: ExecutionStatus | None, state: ExecutionState) -> None:
         """Append the event the SQL triggers would write for this insert or status change."""
         carries_error = state.status in (ExecutionStatus.FAILED, ExecutionStatus.QUEUED)
@@ -110,6 +180,27 @@ class InMemoryExecutionStore:
             error=state.error if carries_error and from_status is not None else None,
         )
         self._events[state.execution_id].append(event)
+
+
+def _owned(row: ExecutionState, worker_id: str, attempt: int) -> bool:
+    return (
+        row.status == ExecutionStatus.RUNNING
+        and row.worker_id == worker_id
+        and row.attempts == attempt
+    )
+
+
+def lease_expiry_outcome(row: ExecutionState) -> tuple[ExecutionStatus, str]:
+    """What an expired lease turns a RUNNING row into, as the recover_expired query decides."""
+    if row.cancel_requested_at is not None:
+        return ExecutionStatus.FAILED, "cancelled"
+    reason = (
+        f"lease expired: worker {row.worker_id} stopped renewing "
+        f"attempt {row.attempts} of {row.max_attempts}"
+    )
+    if row.attempts < row.max_attempts:
+        return ExecutionStatus.QUEUED, reason
+    return ExecutionStatus.FAILED, f"{reason}; no attempts left"
 
 
 def _newest_first_key(state: ExecutionState) -> tuple[Any, str]:
@@ -127,6 +218,7 @@ def check_new(state: ExecutionState) -> None:
         and state.error is None
         and state.started_at is None
         and state.finished_at is None
+        and state.cancel_requested_at is None
     )
     if not fresh:
         message = "a new execution must be QUEUED, unclaimed and not yet run"

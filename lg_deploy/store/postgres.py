@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, LiteralString
 
 import psycopg
@@ -10,12 +11,18 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.db.queries import query
-from lg_deploy.errors import ExecutionExists, InvalidTransition
+from lg_deploy.errors import (
+    ExecutionExists,
+    ExecutionNotFound,
+    IdempotencyKeyUsed,
+    InvalidTransition,
+)
 from lg_deploy.models import (
     MUTABLE_FIELDS,
     ExecutionEvent,
     ExecutionState,
     ExecutionStatus,
+    LeaseRenewal,
     PageCursor,
     StatusCount,
 )
@@ -36,8 +43,8 @@ class PostgresExecutionStore:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
 
-    async def create(self, state: ExecutionState) -> ExecutionState:
-        """Persist a new QUEUED execution and return it as stored (clocks from the database)."""
+    async def create(self, state: ExecutionState, *, delay_seconds: float = 0.0) -> ExecutionState:
+        """Persist a new QUEUED execution (clocks from the database; see ExecutionStore.create)."""
         check_new(state)
         params = {
             "execution_id": state.execution_id,
@@ -48,13 +55,25 @@ class PostgresExecutionStore:
             "run_at": state.run_at if "run_at" in state.model_fields_set else None,
             "request_id": state.request_id,
             "idempotency_key": state.idempotency_key,
+            "timeout_seconds": state.timeout_seconds,
+            "delay_seconds": delay_seconds,
         }
         try:
             row = await self._fetch_one(query("insert_execution"), params)
         except psycopg.errors.UniqueViolation as error:
             raise ExecutionExists(state.execution_id) from error
-        assert row is not None
+        if row is None:
+            raise await self._key_used(state)
         return row_to_state(row)
+
+    async def _key_used(self, state: ExecutionState) -> Exception:
+        """The error for an insert that found its idempotency key taken (read in a new snapshot)."""
+        key = state.idempotency_key
+        assert key is not None
+        row = await self._fetch_one(query("get_by_idempotency_key"), {"idempotency_key": key})
+        if row is None:  # the holder was deleted in between: the caller may simply retry
+            return InvalidTransition(state.execution_id, f"idempotency key {key!r} is busy; retry")
+        return IdempotencyKeyUsed(row_to_state(row), key)
 
     async def get(self, execution_id: str) -> ExecutionState | None:
         """The execution with this id, or None."""
@@ -114,6 +133,43 @@ class PostgresExecutionStore:
         """How many executions are QUEUED and RUNNING, per graph."""
         rows = await self._fetch_all(query("count_active"), {})
         return [StatusCount.model_validate(row) for row in rows]
+
+    async def renew_leases(
+        self, worker_id: str, held: dict[str, int], lease_seconds: float
+    ) -> LeaseRenewal:
+        """Extend the leases of {execution_id: attempt} this worker still holds (one statement)."""
+        if not held:
+            return LeaseRenewal(held=frozenset(), cancel_requested=frozenset())
+        params = {
+            "worker_id": worker_id,
+            "execution_ids": list(held),
+            "attempts": list(held.values()),
+            "lease_seconds": lease_seconds,
+        }
+        rows = await self._fetch_all(query("renew_leases"), params)
+        return LeaseRenewal(
+            held=frozenset(str(row["execution_id"]) for row in rows),
+            cancel_requested=frozenset(
+                str(row["execution_id"]) for row in rows if row["cancel_requested"]
+            ),
+        )
+
+    async def recover_expired(
+        self, *, now: datetime | None = None, limit: int = 100
+    ) -> list[tuple[str, ExecutionStatus]]:
+        """Hand back RUNNING executions whose lease passed (database clock unless `now` given)."""
+        rows = await self._fetch_all(query("recover_expired"), {"now": now, "limit": limit})
+        return [(str(row["execution_id"]), ExecutionStatus(row["status"])) for row in rows]
+
+    async def request_cancel(self, execution_id: str) -> ExecutionState:
+        """QUEUED: FAILED "cancelled" now; RUNNING: marked, and its worker told by NOTIFY."""
+        row = await self._fetch_one(query("request_cancel"), {"execution_id": execution_id})
+        if row is not None:
+            return row_to_state(row)
+        current = await self.get(execution_id)
+        if current is None:
+            raise ExecutionNotFound(execution_id)
+        raise InvalidTransition(execution_id, f"it is {current.status} and final")
 
     async def _fetch_all(self, sql: LiteralString, params: dict[str, Any]) -> list[dict[str, Any]]:
         async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

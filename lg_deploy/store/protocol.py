@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from lg_deploy.errors import ExecutionNotFound, InvalidTransition
@@ -9,6 +10,7 @@ from lg_deploy.models import (
     ExecutionEvent,
     ExecutionState,
     ExecutionStatus,
+    LeaseRenewal,
     PageCursor,
     StatusCount,
     can_transition,
@@ -18,8 +20,12 @@ from lg_deploy.models import (
 class ExecutionStore(Protocol):
     """Creates, reads and atomically updates executions; every update is a guarded transition."""
 
-    async def create(self, state: ExecutionState) -> ExecutionState:
-        """Persist a new QUEUED execution and return it as stored."""
+    async def create(self, state: ExecutionState, *, delay_seconds: float = 0.0) -> ExecutionState:
+        """Persist a new QUEUED execution and return it as stored.
+
+        Without an explicit run_at it is due `delay_seconds` from now (store clock). Raises
+        ExecutionExists for a taken id, IdempotencyKeyUsed (with the existing one) for a taken key.
+        """
         ...
 
     async def get(self, execution_id: str) -> ExecutionState | None:
@@ -53,6 +59,25 @@ class ExecutionStore(Protocol):
 
     async def count_active(self) -> list[StatusCount]:
         """How many executions are QUEUED and RUNNING, per graph."""
+        ...
+
+    async def renew_leases(
+        self, worker_id: str, held: dict[str, int], lease_seconds: float
+    ) -> LeaseRenewal:
+        """Extend the leases of {execution_id: attempt} this worker still holds, in one step."""
+        ...
+
+    async def recover_expired(
+        self, *, now: datetime | None = None, limit: int = 100
+    ) -> list[tuple[str, ExecutionStatus]]:
+        """Hand back RUNNING executions whose lease passed (QUEUED, or FAILED when none left)."""
+        ...
+
+    async def request_cancel(self, execution_id: str) -> ExecutionState:
+        """QUEUED: FAILED "cancelled" now; RUNNING: marked for its worker to stop.
+
+        Raises ExecutionNotFound, or InvalidTransition when it is already final.
+        """
         ...
 
 

@@ -1,11 +1,18 @@
 -- name: insert_execution
--- Insert one QUEUED execution and return the stored row.
+-- Insert one QUEUED execution and return it; no row back when its idempotency key is taken.
 INSERT INTO lg_deploy.executions
-    (execution_id, graph_id, input, max_attempts, priority, run_at, request_id, idempotency_key)
+    (execution_id, graph_id, input, max_attempts, priority, run_at, request_id, idempotency_key,
+     timeout_seconds)
 VALUES
     (%(execution_id)s, %(graph_id)s, %(input)s, %(max_attempts)s, %(priority)s,
-     COALESCE(%(run_at)s, now()), %(request_id)s, %(idempotency_key)s)
+     COALESCE(%(run_at)s, now() + make_interval(secs => %(delay_seconds)s)),
+     %(request_id)s, %(idempotency_key)s, %(timeout_seconds)s)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
+
+-- name: get_by_idempotency_key
+-- The execution submitted with this idempotency key, if any.
+SELECT * FROM lg_deploy.executions WHERE idempotency_key = %(idempotency_key)s;
 
 -- name: get_execution
 -- One execution by id.
@@ -79,3 +86,53 @@ FROM lg_deploy.executions
 WHERE status IN ('QUEUED', 'RUNNING')
 GROUP BY graph_id, status
 ORDER BY graph_id, status;
+
+-- name: renew_leases
+-- Extend the leases this worker still holds, fenced by attempt; returns what it still owns and
+-- whether someone asked it to stop.
+UPDATE lg_deploy.executions e
+SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+FROM unnest(%(execution_ids)s::uuid[], %(attempts)s::integer[]) AS mine(execution_id, attempt)
+WHERE e.execution_id = mine.execution_id
+  AND e.attempts = mine.attempt
+  AND e.status = 'RUNNING'
+  AND e.worker_id = %(worker_id)s
+RETURNING e.execution_id, e.cancel_requested_at IS NOT NULL AS cancel_requested;
+
+-- name: recover_expired
+-- RUNNING rows whose lease passed (database clock unless a time is given): QUEUED again while
+-- attempts remain, else FAILED; a row asked to stop becomes FAILED "cancelled".
+WITH expired AS (
+    SELECT execution_id
+    FROM lg_deploy.executions
+    WHERE status = 'RUNNING' AND lease_expires_at < COALESCE(%(now)s::timestamptz, now())
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE lg_deploy.executions e
+SET status = CASE
+        WHEN e.cancel_requested_at IS NULL AND e.attempts < e.max_attempts THEN 'QUEUED'
+        ELSE 'FAILED'
+    END,
+    error = CASE
+        WHEN e.cancel_requested_at IS NOT NULL THEN 'cancelled'
+        WHEN e.attempts < e.max_attempts THEN
+            format('lease expired: worker %%s stopped renewing attempt %%s of %%s',
+                   e.worker_id, e.attempts, e.max_attempts)
+        ELSE format('lease expired: worker %%s stopped renewing attempt %%s of %%s; no attempts left',
+                    e.worker_id, e.attempts, e.max_attempts)
+    END
+FROM expired
+WHERE e.execution_id = expired.execution_id
+RETURNING e.execution_id, e.status;
+
+-- name: request_cancel
+-- Cancel: a QUEUED execution becomes FAILED "cancelled" at once; a RUNNING one is marked so
+-- the worker running it stops it. No row back: unknown or already final.
+UPDATE lg_deploy.executions
+SET status = CASE WHEN status = 'QUEUED' THEN 'FAILED' ELSE status END,
+    error = CASE WHEN status = 'QUEUED' THEN 'cancelled' ELSE error END,
+    cancel_requested_at = COALESCE(cancel_requested_at, now())
+WHERE execution_id = %(execution_id)s AND status IN ('QUEUED', 'RUNNING')
+RETURNING *;

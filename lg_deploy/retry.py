@@ -1,0 +1,34 @@
+"""Which failures are retried, and when: exponential backoff with jitter."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from lg_deploy.errors import GraphOutputError, UnknownGraph
+
+_RANDOM = random.Random()  # noqa: S311  # jitter, not cryptography
+
+# Failures that would fail again the same way: never retried.
+_PERMANENT: tuple[type[BaseException], ...] = (UnknownGraph, GraphOutputError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Graph exceptions are retried only when `retry_on_error`; lease loss always is."""
+
+    retry_on_error: bool = False
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+
+    def retries(self, error: BaseException, attempt: int, max_attempts: int) -> bool:
+        """True when a run that raised `error` on `attempt` should run again."""
+        if not self.retry_on_error or isinstance(error, _PERMANENT):
+            return False
+        return attempt < max_attempts
+
+    def delay_seconds(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds before the next attempt: 2^(attempt-1) x backoff, capped, half of it jittered."""
+        ceiling = min(self.backoff_max_seconds, self.backoff_seconds * 2.0 ** (attempt - 1))
+        jitter = (rng or _RANDOM).uniform(0, ceiling / 2)
+        return ceiling / 2 + jitter
