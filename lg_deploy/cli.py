@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import uvicorn
+
 from lg_deploy.client import ApiCallError, Client
 from lg_deploy.db.migrations import migrate
 from lg_deploy.errors import ConfigError, GraphLoadError
@@ -96,8 +98,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from lg_deploy.http import create_app
 
     config = uvicorn.Config(
@@ -109,13 +109,24 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         lifespan="on",
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     # uvicorn re-raises the signal it caught once it has shut down gracefully; with this
     # handler restored in its place, a clean shutdown exits 0 like `lg-deploy worker`.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _ignore_signal)
     server.run()
     return EXIT_OK if server.started else EXIT_FAILED
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, where a second SIGTERM/SIGINT exits at once (leases recover the rest)."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """First signal: graceful shutdown; second: exit now."""
+        if self.should_exit:
+            logger.warning("second signal: exiting now; leases recover running executions")
+            os._exit(EXIT_SECOND_SIGNAL)
+        super().handle_exit(sig, frame)
 
 
 def _ignore_signal(signum: int, frame: Any) -> None:

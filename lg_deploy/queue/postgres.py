@@ -136,6 +136,7 @@ class PostgresExecutionQueue:
             "limit": limit,
             "worker_id": self.worker_id,
             "lease_seconds": self._lease_seconds,
+            "now": None,
         }
         async with self._pool.connection() as conn:
             cursor = await conn.execute(query("claim_executions"), params)

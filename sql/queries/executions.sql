@@ -37,11 +37,12 @@ WHERE execution_id = %(execution_id)s
 RETURNING *;
 
 -- name: claim_executions
--- Claim up to `limit` due QUEUED executions for one worker, highest priority then oldest first.
+-- Claim up to `limit` due QUEUED executions for one worker, highest priority then oldest first
+-- (database clock unless a time is given, as tests do).
 WITH picked AS (
     SELECT execution_id
     FROM lg_deploy.executions
-    WHERE status = 'QUEUED' AND run_at <= now()
+    WHERE status = 'QUEUED' AND run_at <= COALESCE(%(now)s::timestamptz, now())
     ORDER BY priority DESC, run_at, execution_id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -50,7 +51,7 @@ UPDATE lg_deploy.executions e
 SET status = 'RUNNING',
     attempts = e.attempts + 1,
     worker_id = %(worker_id)s,
-    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+    lease_expires_at = COALESCE(%(now)s::timestamptz, now()) + make_interval(secs => %(lease_seconds)s)
 FROM picked
 WHERE e.execution_id = picked.execution_id
 RETURNING e.execution_id;
