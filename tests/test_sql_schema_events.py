@@ -248,7 +248,7 @@ def test_finishing_too_many_rows_for_a_payload_sends_star(sql: Conn, db_url: str
     assert [(n.channel, n.payload) for n in got] == [(FINISHED_CHANNEL, "*")]
 
 
-CLAIM_PARAMS = {"limit": 10, "worker_id": "w-explain", "lease_seconds": 30}
+CLAIM_PARAMS = {"limit": 10, "worker_id": "w-explain", "lease_seconds": 30, "now": None}
 
 
 @pytest.mark.req("CARD-CLAIM", "CARD-SCHEMA")
