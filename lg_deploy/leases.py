@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from lg_deploy.metrics import Metrics
 from lg_deploy.models import ExecutionStatus, LeaseRenewal
 from lg_deploy.queue.protocol import ExecutionQueue
 from lg_deploy.store.protocol import ExecutionStore
@@ -30,6 +31,7 @@ class LeaseKeeper:
         on_renewal: Callable[[LeaseRenewal, dict[str, int]], None],
         lease_seconds: float,
         recovery_interval_seconds: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._queue = queue
@@ -39,6 +41,7 @@ class LeaseKeeper:
         self._lease_seconds = lease_seconds
         self._beat_seconds = lease_seconds / RENEWALS_PER_LEASE
         self._recovery_interval_seconds = recovery_interval_seconds
+        self._metrics = metrics
         self._now = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.recovered_total = 0
@@ -92,6 +95,8 @@ class LeaseKeeper:
             return
         for execution_id, status in recovered:
             self.recovered_total += 1
+            if self._metrics is not None:
+                self._metrics.lease_recoveries.labels(status.value).inc()
             logger.warning(
                 "recovered execution %s with an expired lease: now %s", execution_id, status
             )

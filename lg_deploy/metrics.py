@@ -51,6 +51,23 @@ class Metrics:
             buckets=RUN_SECONDS_BUCKETS,
             registry=self.registry,
         )
+        self.retries = Counter(
+            "lg_deploy_executions_retried",
+            "Failed runs this process put back in the queue for another attempt, per graph.",
+            ["graph_id"],
+            registry=self.registry,
+        )
+        self.lease_recoveries = Counter(
+            "lg_deploy_lease_recoveries",
+            "Executions whose lease expired, recovered by this process, per resulting status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.leases_lost = Counter(
+            "lg_deploy_leases_lost",
+            "Runs this process stopped because another attempt took over their execution.",
+            registry=self.registry,
+        )
         self.http_requests = Counter(
             "lg_deploy_http_requests",
             "HTTP requests answered, per method, route and status code.",

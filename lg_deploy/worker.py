@@ -92,6 +92,7 @@ class ExecutionWorker:
             on_renewal=self._on_renewal,
             lease_seconds=lease_seconds,
             recovery_interval_seconds=recovery_interval_seconds,
+            metrics=metrics,
         )
         self._slots: set[asyncio.Task[None]] = set()
         self._idle: set[asyncio.Task[None]] = set()
@@ -232,6 +233,8 @@ class ExecutionWorker:
         """A run was stopped on purpose: record "cancelled", or give up a lost lease."""
         _uncancel()
         if reason == LEASE_LOST:
+            if self.metrics is not None:
+                self.metrics.leases_lost.inc()
             logger.warning("execution abandoned: its lease passed to another attempt")
             return None
         return await self._record(state, ExecutionStatus.FAILED, error=CANCELLED)
@@ -297,6 +300,8 @@ class ExecutionWorker:
         stored = await self._record(state, ExecutionStatus.QUEUED, error=error, run_at=run_at)
         if stored is not None:
             self._enqueue_later(state.execution_id, delay)
+            if self.metrics is not None:
+                self.metrics.retries.labels(state.graph_id).inc()
         return stored
 
     async def _record(

@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ def _apply_migrations(
     host: str, port: int, user: str, dbname: str, password: str | None, **_: Any
 ) -> None:
     conninfo = make_conninfo(host=host, port=port, user=user, dbname=dbname, password=password)
-    asyncio.run(migrate(conninfo))
+    # In a thread of its own: the first test to need the template may be inside an event loop.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, migrate(conninfo)).result()
 
 
 def _server_params() -> tuple[dict[str, Any], Any]:

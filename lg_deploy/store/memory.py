@@ -240,6 +240,12 @@ def _changes(stored: ExecutionState, wanted: ExecutionState) -> dict[str, Any]:
     now = utcnow()
     changes: dict[str, Any] = {name: getattr(wanted, name) for name in MUTABLE_FIELDS}
     changes["updated_at"] = now
+    handed_back = (
+        stored.status == ExecutionStatus.RUNNING and wanted.status == ExecutionStatus.QUEUED
+    )
+    if handed_back and stored.cancel_requested_at is not None:
+        wanted = wanted.evolve(status=ExecutionStatus.FAILED, error="cancelled")
+        changes.update(status=wanted.status, error=wanted.error)
     if wanted.status != stored.status:
         if wanted.status == ExecutionStatus.RUNNING:
             changes["started_at"] = now

@@ -67,3 +67,44 @@ BEGIN
     RETURN NULL;
 END;
 $$;
+
+-- The guard of 0001, plus: a row asked to stop is never handed back to the queue; it fails
+-- "cancelled" instead (whether a worker, the lease recovery or psql hands it back).
+CREATE OR REPLACE FUNCTION lg_deploy.executions_guard_update() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.status IN ('COMPLETED', 'FAILED') THEN
+        RAISE EXCEPTION 'execution % is % and final; it cannot change', OLD.execution_id, OLD.status
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.execution_id <> OLD.execution_id OR NEW.created_at <> OLD.created_at THEN
+        RAISE EXCEPTION 'execution_id and created_at of execution % cannot change', OLD.execution_id
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.status = 'QUEUED' AND OLD.status = 'RUNNING' AND NEW.cancel_requested_at IS NOT NULL THEN
+        NEW.status := 'FAILED';
+        NEW.error := 'cancelled';
+    END IF;
+    -- Run times are the database's: only a transition below may stamp them.
+    NEW.started_at := OLD.started_at;
+    NEW.finished_at := OLD.finished_at;
+    IF NEW.status <> OLD.status THEN
+        IF NOT EXISTS (SELECT 1 FROM lg_deploy.execution_transitions t
+                       WHERE t.from_status = OLD.status AND t.to_status = NEW.status) THEN
+            RAISE EXCEPTION 'execution % cannot go from % to %', OLD.execution_id, OLD.status, NEW.status
+                USING ERRCODE = 'check_violation',
+                      HINT = 'allowed transitions are listed in lg_deploy.execution_transitions';
+        END IF;
+        IF NEW.status = 'RUNNING' THEN
+            NEW.started_at := now();
+        ELSIF NEW.status = 'QUEUED' THEN
+            NEW.lease_expires_at := NULL;
+        ELSE
+            NEW.finished_at := now();
+            NEW.lease_expires_at := NULL;
+        END IF;
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END;
+$$;
