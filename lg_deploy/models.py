@@ -99,6 +99,7 @@ class ExecutionState(BaseModel):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     timeout_seconds: float | None = Field(default=None, gt=0, le=604_800)
     cancel_requested_at: AwareDatetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("execution_id")
     @classmethod

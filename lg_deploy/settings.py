@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65_535)
     api_key: str | None = Field(default=None, min_length=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
+    keepalive_seconds: float = Field(default=5.0, gt=0, le=300)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 

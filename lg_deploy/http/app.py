@@ -16,6 +16,7 @@ from starlette.routing import Route
 from lg_deploy.graphs import GraphRegistry
 from lg_deploy.http.auth import ApiKeyMiddleware, warn_if_exposed
 from lg_deploy.http.errors import EXCEPTION_HANDLERS
+from lg_deploy.http.langgraph_api import langgraph_routes
 from lg_deploy.http.middleware import RequestIdMiddleware
 from lg_deploy.http.openapi import build_openapi
 from lg_deploy.http.routes import routes
@@ -66,7 +67,11 @@ def create_app(
 
     return Starlette(
         debug=False,
-        routes=[*routes(), Route("/openapi.json", openapi_json, methods=["GET"])],
+        routes=[
+            *routes(),
+            *langgraph_routes(),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+        ],
         middleware=[
             Middleware(RequestIdMiddleware, metrics=metrics),
             Middleware(ApiKeyMiddleware, api_key=settings.api_key),

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from lg_deploy import __version__
+from lg_deploy.http.langgraph_api import Assistant, AssistantSearch, Run, RunCreate
 from lg_deploy.http.schemas import (
     ErrorBody,
     EventList,
@@ -158,9 +159,81 @@ def build_openapi() -> dict[str, Any]:
             ),
         },
     }
+    paths.update(_langgraph_paths(components))
     return {
         "openapi": "3.1.0",
         "info": {"title": "lg-deploy", "version": __version__},
         "paths": paths,
         "components": {"schemas": components},
+    }
+
+
+def _array_of(model: type[BaseModel], description: str) -> dict[str, Any]:
+    schema = {"type": "array", "items": _ref(model)}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _any_object(description: str) -> dict[str, Any]:
+    schema = {"type": "object", "additionalProperties": True}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _path_params(*names: str) -> list[dict[str, Any]]:
+    return [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
+    ]
+
+
+def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
+    """The LangGraph Platform routes (lg_deploy.http.langgraph_api)."""
+    models: list[type[BaseModel]] = [Assistant, Run, RunCreate, AssistantSearch]
+    _, schemas = models_json_schema([(m, "serialization") for m in models], ref_template=_REF)
+    components.update(schemas["$defs"])
+    thread_run = _path_params("thread_id", "run_id")
+    outcome = _any_object("the run's output, or {__error__: {error, message}} when it failed")
+    create = {"requestBody": {"required": True, "content": _json_content(RunCreate)}}
+    created = {"200": _answer("the run", Run), **_errors(400, 404, 413, 415, 422, 503)}
+    waited = {"200": outcome, **_errors(400, 404, 413, 415, 422, 503)}
+    cancelled = {"204": {"description": "cancelled, or being stopped"}, **_errors(404, 409, 503)}
+    return {
+        "/assistants/search": {
+            "post": _operation(
+                "Assistants: one per graph",
+                {"200": _array_of(Assistant, "assistants"), **_errors(400, 415, 422)},
+                requestBody={"required": False, "content": _json_content(AssistantSearch)},
+            )
+        },
+        "/assistants/{assistant_id}": {
+            "get": _operation(
+                "An assistant, by graph name or its uuid5",
+                {"200": _answer("the assistant", Assistant), **_errors(404)},
+                parameters=_path_params("assistant_id"),
+            )
+        },
+        "/runs": {"post": _operation("Start a background run", created, **create)},
+        "/runs/wait": {"post": _operation("Start a run; its output once final", waited, **create)},
+        "/threads/{thread_id}/runs": {
+            "get": _operation(
+                "The runs of a thread (a thread-less run's thread holds that run)",
+                {"200": _array_of(Run, "runs"), **_errors(404, 422, 503)},
+                parameters=_path_params("thread_id"),
+            )
+        },
+        "/threads/{thread_id}/runs/{run_id}": {
+            "get": _operation(
+                "A run",
+                {"200": _answer("the run", Run), **_errors(404, 503)},
+                parameters=thread_run,
+            )
+        },
+        "/threads/{thread_id}/runs/{run_id}/join": {
+            "get": _operation(
+                "Its output once final",
+                {"200": outcome, **_errors(404, 503)},
+                parameters=thread_run,
+            )
+        },
+        "/threads/{thread_id}/runs/{run_id}/cancel": {
+            "post": _operation("Cancel (wait=1: once final)", cancelled, parameters=thread_run)
+        },
     }

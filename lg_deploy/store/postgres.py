@@ -56,6 +56,7 @@ class PostgresExecutionStore:
             "request_id": state.request_id,
             "idempotency_key": state.idempotency_key,
             "timeout_seconds": state.timeout_seconds,
+            "metadata": Jsonb(state.metadata),
             "delay_seconds": delay_seconds,
         }
         try:

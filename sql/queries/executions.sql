@@ -2,11 +2,11 @@
 -- Insert one QUEUED execution and return it; no row back when its idempotency key is taken.
 INSERT INTO lg_deploy.executions
     (execution_id, graph_id, input, max_attempts, priority, run_at, request_id, idempotency_key,
-     timeout_seconds)
+     timeout_seconds, metadata)
 VALUES
     (%(execution_id)s, %(graph_id)s, %(input)s, %(max_attempts)s, %(priority)s,
      COALESCE(%(run_at)s, now() + make_interval(secs => %(delay_seconds)s)),
-     %(request_id)s, %(idempotency_key)s, %(timeout_seconds)s)
+     %(request_id)s, %(idempotency_key)s, %(timeout_seconds)s, %(metadata)s)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 

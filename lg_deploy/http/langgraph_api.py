@@ -1,0 +1,321 @@
+"""The LangGraph Platform routes the langgraph-sdk client uses, over the same executions.
+
+Assistants are the registered graphs (id: the graph name or uuid5 of it, as the platform does).
+Runs are executions: a thread-less run's thread id is its run id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from lg_deploy.errors import ExecutionNotFound, InvalidTransition
+from lg_deploy.http.errors import ApiError, request_id_of
+from lg_deploy.http.routes import read_json
+from lg_deploy.http.schemas import check_storable
+from lg_deploy.models import ExecutionState, ExecutionStatus
+from lg_deploy.runtime import Runtime
+from lg_deploy.settings import Settings
+from lg_deploy.waiting import FinishWaiter
+
+# The platform's namespace for default assistant ids: uuid5(NAMESPACE_GRAPH, graph_id).
+NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+RUN_STATUS = {
+    ExecutionStatus.QUEUED: "pending",
+    ExecutionStatus.RUNNING: "running",
+    ExecutionStatus.COMPLETED: "success",
+    ExecutionStatus.FAILED: "error",
+}
+_ERROR_TYPE = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_.]*): (?P<message>.*)$", re.DOTALL)
+_STARTED = datetime.now(UTC).isoformat()
+
+
+class RunCreate(BaseModel):
+    """Body of POST /runs and /runs/wait; keys lg-deploy does not use are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    assistant_id: str = Field(min_length=1, max_length=200)
+    input: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    multitask_strategy: str | None = None
+    after_seconds: float | None = Field(default=None, ge=0, le=31_536_000)
+
+    @field_validator("input", "metadata")
+    @classmethod
+    def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        checked: dict[str, Any] | None = check_storable(value)
+        return checked
+
+
+class AssistantSearch(BaseModel):
+    """Body of POST /assistants/search."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    graph_id: str | None = None
+    name: str | None = None
+    metadata: dict[str, Any] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+
+
+class Assistant(BaseModel):
+    """The platform's Assistant: here, one per registered graph."""
+
+    assistant_id: str
+    graph_id: str
+    name: str
+    description: str | None = None
+    config: dict[str, Any]
+    context: dict[str, Any]
+    metadata: dict[str, Any]
+    version: int
+    created_at: str
+    updated_at: str
+
+
+class Run(BaseModel):
+    """The platform's Run: here, an execution."""
+
+    run_id: str
+    thread_id: str
+    assistant_id: str
+    status: str = Field(description="pending, running, success or error")
+    created_at: str
+    updated_at: str
+    metadata: dict[str, Any]
+    kwargs: dict[str, Any]
+    multitask_strategy: str
+
+
+def assistant_id_of(graph_id: str) -> str:
+    """The platform's default assistant id for a graph."""
+    return str(uuid.uuid5(NAMESPACE_GRAPH, graph_id))
+
+
+def _assistant(graph_id: str) -> dict[str, Any]:
+    return Assistant(
+        assistant_id=assistant_id_of(graph_id),
+        graph_id=graph_id,
+        name=graph_id,
+        config={},
+        context={},
+        metadata={"created_by": "system"},
+        version=1,
+        created_at=_STARTED,
+        updated_at=_STARTED,
+    ).model_dump()
+
+
+def _graph_for(runtime: Runtime, assistant_id: str) -> str:
+    """The graph an assistant id (a graph name, or uuid5 of one) names; 404 otherwise."""
+    for name in runtime.graphs.names():
+        if assistant_id in (name, assistant_id_of(name)):
+            return name
+    raise ApiError(
+        404, f"assistant {assistant_id!r} not found", known_graphs=runtime.graphs.names()
+    )
+
+
+def run_of(state: ExecutionState, multitask_strategy: str | None = None) -> dict[str, Any]:
+    """An execution as the platform's Run object."""
+    thread = state.execution_id
+    return Run(
+        run_id=state.execution_id,
+        thread_id=thread,
+        assistant_id=assistant_id_of(state.graph_id),
+        status=RUN_STATUS[state.status],
+        created_at=state.created_at.isoformat(),
+        updated_at=state.updated_at.isoformat(),
+        metadata=state.metadata,
+        kwargs={"input": state.input, "config": {"configurable": {"thread_id": thread}}},
+        multitask_strategy=multitask_strategy or "reject",
+    ).model_dump()
+
+
+def outcome_of(state: ExecutionState) -> dict[str, Any]:
+    """What /runs/wait and /join answer: the output, or the platform's __error__ object."""
+    if state.status == ExecutionStatus.COMPLETED:
+        return state.output or {}
+    if state.status == ExecutionStatus.FAILED:
+        text = state.error or "failed"
+        match = _ERROR_TYPE.match(text)
+        kind, message = (match["type"], match["message"]) if match else ("Error", text)
+        return {"__error__": {"error": kind, "message": message}}
+    return {}
+
+
+async def _body(request: Request, model: type[BaseModel]) -> Any:
+    """The JSON body validated by `model`; an empty body counts as {} (the SDK sends none)."""
+    settings: Settings = request.state.settings
+    empty = request.headers.get("content-length") == "0" or (
+        "content-length" not in request.headers and "transfer-encoding" not in request.headers
+    )
+    raw = {} if empty else await read_json(request, settings.max_body_bytes)
+    return model.model_validate(raw)
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.state.runtime
+    return runtime
+
+
+async def search_assistants(request: Request) -> Response:
+    """POST /assistants/search: one assistant per registered graph."""
+    query: AssistantSearch = await _body(request, AssistantSearch)
+    found = [
+        _assistant(name)
+        for name in _runtime(request).graphs.names()
+        if query.graph_id in (None, name) and query.name in (None, name)
+    ]
+    return JSONResponse(found[query.offset : query.offset + query.limit])
+
+
+async def get_assistant(request: Request) -> Response:
+    """GET /assistants/{assistant_id}."""
+    return JSONResponse(
+        _assistant(_graph_for(_runtime(request), request.path_params["assistant_id"]))
+    )
+
+
+async def _create_run(request: Request) -> tuple[ExecutionState, RunCreate]:
+    runtime = _runtime(request)
+    settings: Settings = request.state.settings
+    body: RunCreate = await _body(request, RunCreate)
+    graph_id = _graph_for(runtime, body.assistant_id)
+    state = ExecutionState(
+        graph_id=graph_id,
+        input=body.input or {},
+        metadata=body.metadata or {},
+        max_attempts=settings.max_attempts,
+        request_id=request_id_of(request.scope) or None,
+    )
+    stored = await runtime.store.create(state, delay_seconds=body.after_seconds or 0.0)
+    await runtime.queue.enqueue(stored.execution_id)
+    return stored, body
+
+
+def _run_headers(state: ExecutionState) -> dict[str, str]:
+    return {"Content-Location": f"/threads/{state.execution_id}/runs/{state.execution_id}"}
+
+
+async def create_run(request: Request) -> Response:
+    """POST /runs: a background run (an execution); answers the Run."""
+    stored, body = await _create_run(request)
+    return JSONResponse(run_of(stored, body.multitask_strategy), headers=_run_headers(stored))
+
+
+async def wait_run(request: Request) -> Response:
+    """POST /runs/wait: create a run and answer its output once final, spaces meanwhile."""
+    stored, _ = await _create_run(request)
+    waiter: FinishWaiter = request.state.waiter
+    stream = _outcome_stream(waiter, stored.execution_id, _keepalive(request))
+    headers = _run_headers(stored)
+    return StreamingResponse(stream, media_type="application/json", headers=headers)
+
+
+def _keepalive(request: Request) -> float:
+    settings: Settings = request.state.settings
+    return settings.keepalive_seconds
+
+
+async def _outcome_stream(
+    waiter: FinishWaiter, execution_id: str, keepalive_seconds: float
+) -> AsyncIterator[bytes]:
+    """A space every `keepalive_seconds` (JSON allows leading whitespace), then the outcome."""
+    while True:
+        state = await waiter.wait(execution_id, keepalive_seconds)
+        if state is None:
+            yield json.dumps(
+                {"__error__": {"error": "NotFound", "message": "run vanished"}}
+            ).encode()
+            return
+        if state.is_final:
+            yield json.dumps(outcome_of(state)).encode()
+            return
+        yield b" "
+
+
+async def _thread_run(request: Request) -> ExecutionState:
+    thread_id, run_id = request.path_params["thread_id"], request.path_params["run_id"]
+    state = None
+    with contextlib.suppress(ValueError):
+        if uuid.UUID(thread_id) == uuid.UUID(run_id):
+            state = await _runtime(request).store.get(str(uuid.UUID(run_id)))
+    if state is None:
+        raise ApiError(404, f"run {run_id} not found in thread {thread_id}")
+    return state
+
+
+async def get_run(request: Request) -> Response:
+    """GET /threads/{thread_id}/runs/{run_id}."""
+    return JSONResponse(run_of(await _thread_run(request)))
+
+
+async def list_runs(request: Request) -> Response:
+    """GET /threads/{thread_id}/runs: a thread-less run's thread holds that one run."""
+    thread_id = request.path_params["thread_id"]
+    state = None
+    with contextlib.suppress(ValueError):
+        state = await _runtime(request).store.get(str(uuid.UUID(thread_id)))
+    if state is None:
+        raise ApiError(404, f"thread {thread_id} not found")
+    params = request.query_params
+    try:
+        limit, offset = int(params.get("limit", 10)), int(params.get("offset", 0))
+    except ValueError:
+        raise ApiError(422, "limit and offset must be whole numbers") from None
+    runs = [run_of(state)]
+    if params.get("status") not in (None, RUN_STATUS[state.status]):
+        runs = []
+    return JSONResponse(runs[offset : offset + limit])
+
+
+async def join_run(request: Request) -> Response:
+    """GET /threads/{thread_id}/runs/{run_id}/join: the output once final, spaces meanwhile."""
+    state = await _thread_run(request)
+    waiter: FinishWaiter = request.state.waiter
+    stream = _outcome_stream(waiter, state.execution_id, _keepalive(request))
+    return StreamingResponse(stream, media_type="application/json")
+
+
+async def cancel_run(request: Request) -> Response:
+    """POST /threads/{thread_id}/runs/{run_id}/cancel[?wait=1]: cancel; 204 (or once final)."""
+    state = await _thread_run(request)
+    try:
+        await _runtime(request).cancel(state.execution_id)
+    except (ExecutionNotFound, InvalidTransition) as error:
+        raise ApiError(409, str(error)) from None
+    if request.query_params.get("wait") in ("1", "true"):
+        waiter: FinishWaiter = request.state.waiter
+        while True:
+            current = await waiter.wait(state.execution_id, _keepalive(request))
+            if current is None or current.is_final:
+                break
+    return Response(status_code=204)
+
+
+def langgraph_routes() -> list[Route]:
+    """The LangGraph Platform routes lg-deploy serves."""
+    runs = "/threads/{thread_id}/runs"
+    return [
+        Route("/assistants/search", search_assistants, methods=["POST"]),
+        Route("/assistants/{assistant_id}", get_assistant, methods=["GET"]),
+        Route("/runs", create_run, methods=["POST"]),
+        Route("/runs/wait", wait_run, methods=["POST"]),
+        Route(runs, list_runs, methods=["GET"]),
+        Route(runs + "/{run_id}", get_run, methods=["GET"]),
+        Route(runs + "/{run_id}/join", join_run, methods=["GET"]),
+        Route(runs + "/{run_id}/cancel", cancel_run, methods=["POST"]),
+    ]

@@ -1,0 +1,166 @@
+"""The unmodified langgraph-sdk client (async and sync) drives a real `lg-deploy serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from langgraph_sdk import get_client, get_sync_client
+
+from lg_deploy.http.langgraph_api import assistant_id_of
+from tests.conftest import LG_DEPLOY_COMMAND
+from tests.helpers import free_port, wait_until
+
+API_KEY = "sdk-test-key"
+
+
+@pytest.fixture
+def server(worker_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """A running `lg-deploy serve` with an API key, sending keep-alive spaces every 0.5 s."""
+    with running_server(worker_env, tmp_path, keepalive_seconds=0.5) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_server(
+    env: dict[str, str], tmp_path: Path, *, keepalive_seconds: float
+) -> Iterator[str]:
+    """`lg-deploy serve` on a free port until the block ends; yields its URL."""
+    port = free_port()
+    env = {
+        **env,
+        "LG_DEPLOY_PORT": str(port),
+        "LG_DEPLOY_API_KEY": API_KEY,
+        "LG_DEPLOY_KEEPALIVE_SECONDS": str(keepalive_seconds),
+        "LG_DEPLOY_LEASE_SECONDS": "2",
+    }
+    log = (tmp_path / f"serve-{port}.log").open("wb")
+    process = subprocess.Popen([*LG_DEPLOY_COMMAND, "serve"], env=env, stderr=log, stdout=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _healthy(url, process), timeout=30)
+        yield url
+    finally:
+        process.kill()
+        process.wait()
+        log.close()
+
+
+def _healthy(url: str, process: subprocess.Popen[bytes]) -> bool:
+    assert process.poll() is None, "serve exited"
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.mark.req("SDK-COMPAT")
+async def test_async_client_searches_creates_gets_lists_joins_waits_and_cancels(
+    server: str, sql: psycopg.Connection[Any]
+) -> None:
+    """The async client's assistant and run calls work; runs are the same rows as executions."""
+    async with get_client(url=server, api_key=API_KEY) as client:
+        await _drive_async_client(client, sql)
+
+
+async def _drive_async_client(client: Any, sql: psycopg.Connection[Any]) -> None:
+    assistants = await client.assistants.search()
+    names = {a["graph_id"]: a["assistant_id"] for a in assistants}
+    assert {"echo", "fail", "pipeline", "sleep"} <= set(names)
+    assert names["echo"] == assistant_id_of("echo")
+
+    run = await client.runs.create(None, names["echo"], input={"q": 1}, metadata={"team": "a"})
+    assert run["status"] in ("pending", "running", "success")
+    assert {"run_id", "thread_id", "assistant_id", "created_at", "updated_at", "metadata",
+            "kwargs", "multitask_strategy"} <= set(run)  # fmt: skip
+    assert await client.runs.join(run["thread_id"], run["run_id"]) == {"q": 1}
+    fetched = await client.runs.get(run["thread_id"], run["run_id"])
+    assert (fetched["status"], fetched["metadata"]) == ("success", {"team": "a"})
+    listed = await client.runs.list(run["thread_id"])
+    assert [r["run_id"] for r in listed] == [run["run_id"]]
+    assert await client.runs.list(run["thread_id"], status="pending") == []
+    row = sql.execute(
+        "SELECT graph_id, status, output, metadata FROM lg_deploy.executions"
+        " WHERE execution_id = %s",
+        (run["run_id"],),
+    ).fetchone()
+    assert row == ("echo", "COMPLETED", {"q": 1}, {"team": "a"})
+
+    assert await client.runs.wait(None, "pipeline", input={"text": "a b"}) == {
+        "text": "a b",
+        "words": ["a", "b"],
+        "count": 2,
+        "summary": "2 words: a b",
+    }
+    failed = await client.runs.wait(None, "fail", input={"message": "nope"}, raise_error=False)
+    assert failed == {"__error__": {"error": "RuntimeError", "message": "nope"}}
+    with pytest.raises(Exception, match="RuntimeError: nope"):
+        await client.runs.wait(None, "fail", input={"message": "nope"})
+
+    long_run = await client.runs.create(None, "sleep", input={"seconds": 60})
+    await asyncio.sleep(0.5)
+    await client.runs.cancel(long_run["thread_id"], long_run["run_id"], wait=True)
+    cancelled = await client.runs.get(long_run["thread_id"], long_run["run_id"])
+    assert cancelled["status"] == "error"
+
+
+@pytest.mark.req("SDK-COMPAT")
+def test_sync_client_waits_and_joins(server: str) -> None:
+    """The sync client creates, waits for and joins runs (success and failure)."""
+    with get_sync_client(url=server, api_key=API_KEY) as client:
+        assert client.runs.wait(None, "echo", input={"x": 1}) == {"x": 1}
+        failed = client.runs.wait(None, "fail", input={"message": "bad"}, raise_error=False)
+        assert failed["__error__"]["message"] == "bad"
+        run = client.runs.create(None, "echo", input={"y": 2})
+        assert client.runs.join(run["thread_id"], run["run_id"]) == {"y": 2}
+        assert client.assistants.get(assistant_id_of("sleep"))["graph_id"] == "sleep"
+
+
+@pytest.mark.req("SDK-COMPAT")
+async def test_long_wait_outlives_the_clients_read_timeout(server: str) -> None:
+    """A run longer than the client's read timeout still answers: spaces keep it reading."""
+    timeout = httpx.Timeout(30, read=2)
+    async with get_client(url=server, api_key=API_KEY, timeout=timeout) as client:
+        result = await client.runs.wait(None, "sleep", input={"seconds": 4})
+    assert result == {"slept": 4}
+
+
+@pytest.mark.req("SDK-COMPAT")
+async def test_without_keepalive_the_same_wait_times_out(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Control: with spaces only every 10 s, that client's 2 s read timeout does fire."""
+    with running_server(worker_env, tmp_path, keepalive_seconds=10) as url:
+        timeout = httpx.Timeout(30, read=2)
+        async with get_client(url=url, api_key=API_KEY, timeout=timeout) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.runs.wait(None, "sleep", input={"seconds": 4})
+
+
+@pytest.mark.req("SDK-COMPAT", "API-AUTH")
+async def test_wrong_api_key_is_refused(server: str) -> None:
+    """Without the right x-api-key the client gets 401."""
+    async with get_client(url=server, api_key="wrong") as client:
+        with pytest.raises(httpx.HTTPStatusError) as raised:
+            await client.assistants.search()
+    assert raised.value.response.status_code == 401
+
+
+@pytest.mark.req("SDK-COMPAT")
+def test_unknown_assistant_and_run_are_404(server: str) -> None:
+    """An unknown assistant or run answers 404 JSON with the known graphs or the request id."""
+    headers = {"x-api-key": API_KEY}
+    answer = httpx.post(f"{server}/runs", json={"assistant_id": "nope"}, headers=headers)
+    assert answer.status_code == 404
+    assert "echo" in answer.json()["known_graphs"]
+    missing = "00000000-0000-0000-0000-000000000001"
+    answer = httpx.get(f"{server}/threads/{missing}/runs/{missing}", headers=headers)
+    assert answer.status_code == 404
+    assert answer.json()["request_id"]
