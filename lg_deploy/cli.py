@@ -17,8 +17,10 @@ import uvicorn
 
 from lg_deploy.client import ApiCallError, Client
 from lg_deploy.db.migrations import migrate
+from lg_deploy.db.pool import open_pool
 from lg_deploy.errors import ConfigError, GraphLoadError
 from lg_deploy.logs import configure_logging
+from lg_deploy.retention import PRUNE_BATCH_SIZE, count_prunable, parse_duration, prune
 from lg_deploy.runtime import open_runtime, resolve_conninfo
 from lg_deploy.settings import Settings, load_settings
 
@@ -44,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run workers only, until SIGTERM or SIGINT")
     worker.set_defaults(handler=_worker)
     commands.add_parser("migrate", help="apply pending migrations").set_defaults(handler=_migrate)
+    prune = commands.add_parser(
+        "prune", help="delete finished executions older than a duration (counts unless --yes)"
+    )
+    prune.add_argument("--older-than", required=True, help="e.g. 30d, 12h, 90m")
+    prune.add_argument("--yes", action="store_true", help="delete; without it, only count")
+    prune.add_argument("--batch-size", type=int, default=PRUNE_BATCH_SIZE)
+    prune.set_defaults(handler=_prune)
     _add_client_commands(commands)
     return parser
 
@@ -139,6 +148,33 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
         applied = asyncio.run(migrate(conninfo))
     print(f"applied migrations: {', '.join(map(str, applied)) or 'none pending'}")
     return EXIT_OK
+
+
+def _prune(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        older_than = parse_duration(args.older_than)
+    except ValueError as error:
+        print(f"lg-deploy: --older-than: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    with contextlib.ExitStack() as stack:
+        conninfo = resolve_conninfo(settings, stack)
+        return asyncio.run(_run_prune(conninfo, older_than, args.yes, args.batch_size))
+
+
+async def _run_prune(conninfo: str, older_than: float, delete: bool, batch_size: int) -> int:
+    pool = await open_pool(conninfo, max_size=2)
+    try:
+        count = await count_prunable(pool, older_than)
+        if not delete:
+            print(
+                f"{count} finished executions are older than {older_than:.0f} s; --yes deletes them"
+            )
+            return EXIT_OK
+        deleted = await prune(pool, older_than, batch_size=batch_size)
+        print(f"deleted {deleted} finished executions and their history")
+        return EXIT_OK
+    finally:
+        await pool.close()
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -18,6 +18,22 @@ from lg_deploy.models import StatusCount
 # The *_created series double every counter and help no dashboard.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 
+PICKUP_SECONDS_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+)
 RUN_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
 
@@ -49,6 +65,23 @@ class Metrics:
             "Time from start to outcome of executions run by this process.",
             ["graph_id", "status"],
             buckets=RUN_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.pickup_seconds = Histogram(
+            "lg_deploy_execution_pickup_seconds",
+            "Time from an execution being due (run_at) to a worker of this process starting it.",
+            ["graph_id"],
+            buckets=PICKUP_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.listener_connected = Gauge(
+            "lg_deploy_listener_connected",
+            "1 while this process's LISTEN connection is up, else 0 (read at scrape time).",
+            registry=self.registry,
+        )
+        self.listener_connects = Gauge(
+            "lg_deploy_listener_connects",
+            "How many times this process's LISTEN connection was made (1 + reconnects).",
             registry=self.registry,
         )
         self.retries = Counter(

@@ -24,6 +24,7 @@ from lg_deploy.queue.listener import CANCEL_CHANNEL, Listener
 from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.queue.postgres import PostgresExecutionQueue
 from lg_deploy.queue.protocol import ExecutionQueue
+from lg_deploy.retention import retention_loop
 from lg_deploy.retry import RetryPolicy
 from lg_deploy.settings import Settings
 from lg_deploy.store.memory import InMemoryExecutionStore
@@ -50,7 +51,9 @@ class Runtime:
     async def cancel(self, execution_id: str) -> ExecutionState:
         """Cancel: QUEUED fails at once; RUNNING is stopped by its worker (NOTIFY, or here)."""
         state = await self.store.request_cancel(execution_id)
-        if state.status == ExecutionStatus.RUNNING and self.listener is None:
+        if state.status == ExecutionStatus.RUNNING:
+            # Here at once if this process runs it; other workers learn of it by NOTIFY or at
+            # their next lease renewal.
             self.worker.request_stop([execution_id])
         return state
 
@@ -126,9 +129,12 @@ async def _postgres_runtime(
     settings: Settings, registry: GraphRegistry, conninfo: str, metrics: Metrics | None
 ) -> AsyncIterator[Runtime]:
     pool = await open_pool(
-        conninfo, max_size=settings.pool_max_size, timeout_seconds=settings.pool_timeout_seconds
+        conninfo,
+        max_size=settings.pool_max_size,
+        timeout_seconds=settings.pool_timeout_seconds,
+        prepared_statements=settings.prepared_statements,
     )
-    listener = Listener(conninfo)
+    listener = Listener(conninfo) if settings.listen else None
     worker_id = make_worker_id()
     store = PostgresExecutionStore(pool)
     queue = PostgresExecutionQueue(
@@ -139,15 +145,21 @@ async def _postgres_runtime(
         poll_interval_seconds=settings.poll_interval_seconds,
     )
     worker = _make_worker(settings, store, queue, registry, worker_id, metrics)
-    listener.subscribe(CANCEL_CHANNEL, lambda payload: worker.request_stop(payload.split(",")))
+    if listener is not None:
+        listener.subscribe(CANCEL_CHANNEL, lambda payload: worker.request_stop(payload.split(",")))
+    retention = retention_loop(
+        pool, settings.retention_seconds, settings.retention_interval_seconds
+    )
     try:
-        await listener.start()
+        if listener is not None:
+            await listener.start()
         try:
-            async with _running(worker, settings):
+            async with _running(worker, settings), retention:
                 yield Runtime(settings, store, queue, registry, worker, pool, listener, conninfo)
         finally:
             await queue.close()
-            await listener.stop()
+            if listener is not None:
+                await listener.stop()
     finally:
         await pool.close()
 

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     retry_backoff_max_seconds: float = Field(default=300.0, ge=0, le=86_400)
     execution_timeout_seconds: float | None = Field(default=None, gt=0, le=604_800)
     checkpoints: bool = False
+    retention_seconds: float | None = Field(default=None, gt=0)
+    retention_interval_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    listen: bool = True
+    prepared_statements: bool = True
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=86_400)
     graphs: dict[str, str] | None = None
     config: Path | None = None

@@ -275,6 +275,9 @@ class ExecutionWorker:
     async def _run_and_record(self, state: ExecutionState) -> ExecutionState | None:
         if self.metrics is not None:
             self.metrics.started.labels(state.graph_id).inc()
+            if state.started_at is not None:
+                waited = (state.started_at - state.run_at).total_seconds()
+                self.metrics.pickup_seconds.labels(state.graph_id).observe(max(0.0, waited))
         timeout = state.timeout_seconds or self.execution_timeout_seconds
         try:
             async with asyncio.timeout(timeout):

@@ -14,7 +14,7 @@ from lg_deploy.db.queries import sql_root
 
 logger = logging.getLogger(__name__)
 
-# pg_advisory_lock key: the bytes of "lgdeploy" as a bigint, so concurrent starts serialise.
+# Advisory lock key: the bytes of "lgdeploy" as a bigint, so concurrent starts serialise.
 MIGRATION_LOCK_KEY = int.from_bytes(b"lgdeploy", "big") & 0x7FFF_FFFF_FFFF_FFFF
 _FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
@@ -53,32 +53,46 @@ def available_migrations(folder: Path | None = None) -> list[Migration]:
 
 
 async def migrate(conninfo: str, folder: Path | None = None) -> list[int]:
-    """Apply every pending migration in order; returns the versions applied by this call."""
+    """Apply every pending migration in order; returns the versions applied by this call.
+
+    Each migration runs in its own transaction under a transaction-level advisory lock and
+    re-reads the ledger once it holds it, so concurrent starts are safe, also through PgBouncer
+    in transaction mode (where a session lock could be taken and released on two servers).
+    """
     migrations = available_migrations(folder)
     applied_now: list[int] = []
-    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
-        try:
+    async with await psycopg.AsyncConnection.connect(
+        conninfo, autocommit=True, prepare_threshold=None
+    ) as conn:
+        async with conn.transaction():
+            await _lock(conn)
             await conn.execute(_CREATE_LEDGER)
-            cursor = await conn.execute("SELECT version FROM lg_deploy.schema_migrations")
-            done = {row[0] for row in await cursor.fetchall()}
-            for migration in migrations:
-                if migration.version in done:
-                    continue
-                await _apply(conn, migration)
-                applied_now.append(migration.version)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+        for migration in migrations:
+            async with conn.transaction():
+                await _lock(conn)
+                if not await _is_applied(conn, migration.version):
+                    await _apply(conn, migration)
+                    applied_now.append(migration.version)
     return applied_now
+
+
+async def _lock(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+
+
+async def _is_applied(conn: psycopg.AsyncConnection[tuple[object, ...]], version: int) -> bool:
+    cursor = await conn.execute(
+        "SELECT 1 FROM lg_deploy.schema_migrations WHERE version = %s", (version,)
+    )
+    return await cursor.fetchone() is not None
 
 
 async def _apply(conn: psycopg.AsyncConnection[tuple[object, ...]], migration: Migration) -> None:
     logger.info("applying migration %04d_%s", migration.version, migration.name)
     # Migration files ship with the package, never come from input (see db.queries.query).
     script: LiteralString = migration.path.read_text(encoding="utf-8")
-    async with conn.transaction():
-        await conn.execute(script)
-        await conn.execute(
-            "INSERT INTO lg_deploy.schema_migrations (version, name) VALUES (%s, %s)",
-            (migration.version, migration.name),
-        )
+    await conn.execute(script)
+    await conn.execute(
+        "INSERT INTO lg_deploy.schema_migrations (version, name) VALUES (%s, %s)",
+        (migration.version, migration.name),
+    )

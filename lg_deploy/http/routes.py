@@ -254,7 +254,11 @@ async def _database_ok(runtime: Runtime) -> bool:
 async def metrics(request: Request) -> Response:
     """GET /metrics: Prometheus text; queue depth is read from the store at scrape time."""
     recorder = request.state.metrics
-    recorder.set_queue_depth(await _runtime(request).store.count_active())
+    runtime = _runtime(request)
+    recorder.set_queue_depth(await runtime.store.count_active())
+    if runtime.listener is not None:
+        recorder.listener_connected.set(1 if runtime.listener.connected else 0)
+        recorder.listener_connects.set(runtime.listener.connects)
     return Response(recorder.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

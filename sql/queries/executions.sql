@@ -137,3 +137,37 @@ SET status = CASE WHEN status = 'QUEUED' THEN 'FAILED' ELSE status END,
     cancel_requested_at = COALESCE(cancel_requested_at, now())
 WHERE execution_id = %(execution_id)s AND status IN ('QUEUED', 'RUNNING')
 RETURNING *;
+
+-- name: count_prunable
+-- How many finished executions are older than the cut-off.
+SELECT count(*) FROM lg_deploy.executions
+WHERE status IN ('COMPLETED', 'FAILED')
+  AND finished_at < now() - make_interval(secs => %(older_than_seconds)s);
+
+-- name: prune_finished
+-- Delete one batch of finished executions older than the cut-off (their events go with them);
+-- rows another pruner holds are skipped, so pruners never wait on each other.
+WITH doomed AS (
+    SELECT execution_id
+    FROM lg_deploy.executions
+    WHERE status IN ('COMPLETED', 'FAILED')
+      AND finished_at < now() - make_interval(secs => %(older_than_seconds)s)
+    ORDER BY finished_at
+    LIMIT %(batch_size)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM lg_deploy.executions e
+USING doomed
+WHERE e.execution_id = doomed.execution_id
+RETURNING e.execution_id::text;
+
+-- name: prune_checkpoints
+-- Delete the LangGraph checkpoints of pruned executions (thread id = execution id).
+WITH gone AS (SELECT unnest(%(thread_ids)s::text[]) AS thread_id),
+     writes AS (DELETE FROM lg_deploy.checkpoint_writes w USING gone WHERE w.thread_id = gone.thread_id),
+     blobs AS (DELETE FROM lg_deploy.checkpoint_blobs b USING gone WHERE b.thread_id = gone.thread_id)
+DELETE FROM lg_deploy.checkpoints c USING gone WHERE c.thread_id = gone.thread_id;
+
+-- name: checkpoint_tables_exist
+-- Whether LangGraph's checkpointer has created its tables in this schema.
+SELECT to_regclass('lg_deploy.checkpoints') IS NOT NULL;

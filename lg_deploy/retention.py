@@ -1,0 +1,100 @@
+"""Retention: delete finished executions (and their history and checkpoints) in small batches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from lg_deploy.db.queries import query
+
+logger = logging.getLogger(__name__)
+
+PRUNE_BATCH_SIZE = 500
+_DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90", "45s", "30m", "12h", "7d" or "2w"; ValueError otherwise."""
+    match = _DURATION.match(text.lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 90s, 30m, 12h, 7d or 2w")
+    return float(match["number"]) * _UNIT_SECONDS[match["unit"]]
+
+
+async def count_prunable(pool: AsyncConnectionPool[Any], older_than_seconds: float) -> int:
+    """How many finished executions are older than `older_than_seconds`."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            query("count_prunable"), {"older_than_seconds": older_than_seconds}
+        )
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def prune(
+    pool: AsyncConnectionPool[Any],
+    older_than_seconds: float,
+    *,
+    batch_size: int = PRUNE_BATCH_SIZE,
+) -> int:
+    """Delete every finished execution older than the cut-off, one short transaction per batch."""
+    deleted = 0
+    async for batch in _batches(pool, older_than_seconds, batch_size):
+        deleted += batch
+    return deleted
+
+
+async def _batches(
+    pool: AsyncConnectionPool[Any], older_than_seconds: float, batch_size: int
+) -> AsyncIterator[int]:
+    params = {"older_than_seconds": older_than_seconds, "batch_size": batch_size}
+    while True:
+        async with pool.connection() as conn:
+            cursor = await conn.execute(query("prune_finished"), params)
+            ids = [row[0] for row in await cursor.fetchall()]
+            if ids and await _has_checkpoints(conn):
+                await conn.execute(query("prune_checkpoints"), {"thread_ids": ids})
+        if not ids:
+            return
+        yield len(ids)
+        await asyncio.sleep(0)  # let other work use the pool between batches
+
+
+async def _has_checkpoints(conn: Any) -> bool:
+    cursor = await conn.execute(query("checkpoint_tables_exist"))
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
+@contextlib.asynccontextmanager
+async def retention_loop(
+    pool: AsyncConnectionPool[Any], retention_seconds: float | None, interval_seconds: float
+) -> AsyncIterator[None]:
+    """While the block runs, prune executions older than `retention_seconds` every interval."""
+    if retention_seconds is None:
+        yield
+        return
+
+    async def run() -> None:
+        while True:
+            try:
+                if (deleted := await prune(pool, retention_seconds)) > 0:
+                    logger.info("retention deleted %d finished executions", deleted)
+            except Exception as error:
+                logger.warning("retention failed (%s); will retry", error)
+            await asyncio.sleep(interval_seconds)
+
+    task = asyncio.create_task(run(), name="lg-deploy-retention")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
