@@ -1,0 +1,293 @@
+"""Behind a real PgBouncer in transaction pooling mode: poll-only, no prepared statements."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql as pgsql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from lg_deploy.db.migrations import available_migrations
+from lg_deploy.db.pool import open_pool
+from lg_deploy.queue.listener import LISTENER_APPLICATION_NAME
+from tests import test_serve_e2e as serve_e2e
+from tests.conftest import LG_DEPLOY_COMMAND
+from tests.helpers import free_port, json_lines, wait_until
+from tests.test_serve_e2e import StartServer
+
+# The `lg-deploy serve` launcher of test_serve_e2e, shared by name.
+start_server = serve_e2e.start_server
+
+SqlConn = psycopg.Connection[Any]
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+START_SECONDS = 30.0
+SUBMISSIONS = 50
+POLL_ONLY = {
+    "LG_DEPLOY_LISTEN": "false",
+    "LG_DEPLOY_PREPARED_STATEMENTS": "false",
+    "LG_DEPLOY_POLL_INTERVAL_SECONDS": "0.2",
+    "LG_DEPLOY_MIGRATE_ON_START": "true",
+    "LG_DEPLOY_LEASE_SECONDS": "2",
+}
+
+
+@dataclass
+class Bouncer:
+    """A running PgBouncer in front of the test server."""
+
+    port: int
+    log_path: Path
+    server: dict[str, Any]
+
+    def url(self, dbname: str) -> str:
+        """A connection string for `dbname` through PgBouncer."""
+        return make_conninfo(
+            host="127.0.0.1", port=self.port, user=self.server.get("user"), dbname=dbname
+        )
+
+    def stats(self, dbname: str) -> dict[str, Any]:
+        """PgBouncer's SHOW STATS row for `dbname` (from its admin console)."""
+        admin = make_conninfo(self.url("pgbouncer"))
+        with psycopg.connect(admin, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
+            cursor = conn.execute("SHOW STATS")
+            names = [column.name for column in cursor.description or []]
+            for row in cursor.fetchall():
+                if row[0] == dbname:
+                    return dict(zip(names, row, strict=True))
+        raise AssertionError(f"PgBouncer has no stats for {dbname}")
+
+
+def _pgbouncer_version() -> tuple[int, ...]:
+    first = subprocess.run([PGBOUNCER, "--version"], capture_output=True, text=True, check=True)
+    found = re.search(r"(\d+)\.(\d+)", first.stdout)
+    assert found is not None, first.stdout
+    return tuple(int(part) for part in found.groups())
+
+
+def _run_as(server: dict[str, Any]) -> pwd.struct_passwd | None:
+    """Who runs PgBouncer: as root, the owner of the server's socket folder (or nobody)."""
+    if os.geteuid() != 0:
+        return None  # PgBouncer refuses to run as root
+    host = str(server.get("host", ""))
+    if host.startswith("/") and (owner := os.stat(host).st_uid) != 0:
+        return pwd.getpwuid(owner)
+    return pwd.getpwnam("nobody")
+
+
+def _config(port: int, folder: Path, server: dict[str, Any], pool_size: int) -> str:
+    target = f"host={server['host']} port={server.get('port', 5432)} user={server['user']}"
+    if server.get("password"):
+        target += f" password={server['password']}"
+    lines = [
+        "[databases]",
+        f"* = {target}",
+        "[pgbouncer]",
+        "listen_addr = 127.0.0.1",
+        f"listen_port = {port}",
+        "unix_socket_dir =",
+        "auth_type = any",
+        f"admin_users = {server['user']}",
+        "pool_mode = transaction",
+        f"default_pool_size = {pool_size}",
+        "max_client_conn = 500",
+        f"logfile = {folder / 'pgbouncer.log'}",
+        f"pidfile = {folder / 'pgbouncer.pid'}",
+    ]
+    if _pgbouncer_version() >= (1, 21):
+        lines.append("max_prepared_statements = 0")  # classic transaction mode: no prepares
+    return "\n".join(lines) + "\n"
+
+
+StartBouncer = Callable[..., Bouncer]
+
+
+@pytest.fixture
+def start_pgbouncer(db_url: str) -> Iterator[StartBouncer]:
+    """Starts PgBouncer processes (transaction mode) in front of the test server; stops them."""
+    if not Path(PGBOUNCER).exists():
+        pytest.fail("pgbouncer is not installed: run scripts/install-test-services")
+    server = conninfo_to_dict(db_url)
+    started: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(pool_size: int = 10) -> Bouncer:
+        folder = Path(tempfile.mkdtemp(prefix="lgd-pgbouncer-"))
+        port = free_port()
+        (folder / "pgbouncer.ini").write_text(_config(port, folder, server, pool_size))
+        user = _run_as(server)
+        if user is not None:
+            os.chown(folder, user.pw_uid, user.pw_gid)
+        process = subprocess.Popen(
+            [PGBOUNCER, str(folder / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            user=user.pw_uid if user else None,
+            group=user.pw_gid if user else None,
+            extra_groups=[] if user else None,
+        )
+        started.append((process, folder))
+        bouncer = Bouncer(port, folder / "pgbouncer.log", server)
+
+        def answers() -> bool:
+            assert process.poll() is None, f"pgbouncer exited:\n{_read(bouncer.log_path)}"
+            target = bouncer.url(server["dbname"])
+            with (
+                contextlib.suppress(psycopg.OperationalError),
+                psycopg.connect(target, connect_timeout=2) as conn,
+            ):
+                return conn.execute("SELECT 1").fetchone() == (1,)
+            return False
+
+        wait_until(answers, START_SECONDS, interval=0.1)
+        return bouncer
+
+    yield start
+    for process, folder in started:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else "(no log)"
+
+
+@pytest.fixture
+def empty_database(sql: SqlConn, db_url: str) -> Iterator[tuple[str, SqlConn]]:
+    """A new database with no migrations applied: its name and a direct connection to it."""
+    name = f"lgd_bouncer_{uuid.uuid4().hex[:10]}"
+    sql.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+    try:
+        with psycopg.connect(make_conninfo(db_url, dbname=name), autocommit=True) as conn:
+            yield name, conn
+    finally:
+        sql.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(name)))
+
+
+@pytest.fixture
+def bounced_worker(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Path]]:
+    """Starts one `lg-deploy worker` with the given env; its JSON log; killed at teardown."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(env: dict[str, str]) -> Path:
+        log_path = tmp_path / "worker.log"
+        with log_path.open("wb") as log:
+            processes.append(
+                subprocess.Popen(
+                    [*LG_DEPLOY_COMMAND, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log
+                )
+            )
+        return log_path
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def count_status(conn: SqlConn, status: str) -> int:
+    """How many executions have `status`."""
+    row = conn.execute(
+        "SELECT count(*) FROM lg_deploy.executions WHERE status = %s", (status,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.req("OPS-PGBOUNCER", "CARD-MIGRATIONS")
+def test_serve_and_worker_run_everything_through_pgbouncer_in_transaction_mode(
+    start_pgbouncer: StartBouncer,
+    start_server: StartServer,
+    bounced_worker: Callable[[dict[str, str]], Path],
+    empty_database: tuple[str, SqlConn],
+    worker_env: dict[str, str],
+) -> None:
+    """Poll-only, unprepared: both migrate at once, 50 POSTs and a SQL insert complete, cancel."""
+    dbname, direct = empty_database
+    bouncer = start_pgbouncer()
+    env = {**worker_env, **POLL_ONLY, "LG_DEPLOY_DATABASE_URL": bouncer.url(dbname)}
+    worker_log = bounced_worker(env)  # migrates at the same time as the server below
+    server = start_server(env)
+    wait_until(lambda: any("worker running" in line["message"] for line in json_lines(worker_log)))
+    applied = direct.execute("SELECT version FROM lg_deploy.schema_migrations ORDER BY 1")
+    assert [row[0] for row in applied] == [m.version for m in available_migrations()]
+
+    def submit(number: int) -> str:
+        with server.http() as client:
+            answer = client.post("/executions", json={"graph_id": "echo", "input": {"n": number}})
+            assert answer.status_code == 202, answer.text
+            return str(answer.json()["execution_id"])
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        submitted = list(pool.map(submit, range(SUBMISSIONS)))
+    direct.execute("INSERT INTO lg_deploy.executions (graph_id, input) VALUES ('echo', '{}')")
+    wait_until(lambda: count_status(direct, "COMPLETED") == SUBMISSIONS + 1, 20.0)
+    assert count_status(direct, "FAILED") == 0
+    with server.http() as client:
+        state = serve_e2e.finished(client, submitted[-1])
+        assert state["output"] == {"n": SUBMISSIONS - 1}
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"database": True}
+        _cancel_a_running_sleep(client, direct)
+    listeners = direct.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+        (LISTENER_APPLICATION_NAME,),
+    ).fetchone()
+    assert listeners == (0,)
+    assert bouncer.stats(dbname)["total_xact_count"] > SUBMISSIONS
+    logged = server.log_lines() + json_lines(worker_log)
+    assert [line for line in logged if line.get("level") == "ERROR"] == []
+    assert not any("prepared statement" in str(line) for line in logged)
+
+
+def _cancel_a_running_sleep(client: httpx.Client, direct: SqlConn) -> None:
+    """A running 60 s sleep, cancelled over HTTP, ends FAILED "cancelled" within seconds."""
+    answer = client.post("/executions", json={"graph_id": "sleep", "input": {"seconds": 60}})
+    execution_id = answer.json()["execution_id"]
+    status = "SELECT status, error FROM lg_deploy.executions WHERE execution_id = %s"
+    wait_until(lambda: direct.execute(status, (execution_id,)).fetchone() == ("RUNNING", None))
+    assert client.post(f"/executions/{execution_id}/cancel").status_code == 202
+    final = client.get(f"/executions/{execution_id}/wait", params={"timeout": 10}).json()
+    assert (final["status"], final["error"]) == ("FAILED", "cancelled")
+
+
+@pytest.mark.req("OPS-PGBOUNCER")
+async def test_prepared_statements_break_behind_transaction_pooling_unless_disabled(
+    start_pgbouncer: StartBouncer, db_url: str
+) -> None:
+    """Two pooled connections sharing one server: prepares collide; prepared_statements=False."""
+    bouncer = start_pgbouncer(pool_size=1)
+    url = bouncer.url(conninfo_to_dict(db_url)["dbname"])
+
+    async def run_repeated_queries(prepared_statements: bool) -> None:
+        pool = await open_pool(url, min_size=2, max_size=2, prepared_statements=prepared_statements)
+        try:
+            async with pool.connection() as first, pool.connection() as second:
+                for conn in (first, second):
+                    for number in range(10):
+                        await conn.execute("SELECT %s::int", (number,))
+        finally:
+            await pool.close()
+
+    await run_repeated_queries(prepared_statements=False)
+    with pytest.raises(psycopg.errors.DuplicatePreparedStatement):
+        await run_repeated_queries(prepared_statements=True)
