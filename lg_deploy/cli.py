@@ -80,7 +80,9 @@ def _add_client_commands(commands: Any) -> None:
     wait = client_command("wait", "wait until an execution is final and print it", _wait)
     wait.add_argument("execution_id")
     wait.add_argument("--timeout", type=float, default=60.0, help="seconds to wait")
-    cancel = client_command("cancel", "cancel a QUEUED execution", _cancel)
+    cancel = client_command(
+        "cancel", "cancel an execution (QUEUED at once; RUNNING: its worker stops it)", _cancel
+    )
     cancel.add_argument("execution_id")
     events = client_command("events", "print an execution's history", _events)
     events.add_argument("execution_id")

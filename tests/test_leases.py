@@ -1,0 +1,403 @@
+"""Leases: renewal fenced by worker and attempt, recovery of expired leases, and their timing."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from lg_deploy.db.pool import open_pool
+from lg_deploy.graphs import GraphRegistry
+from lg_deploy.models import ExecutionEvent, ExecutionState, ExecutionStatus, LeaseRenewal, utcnow
+from lg_deploy.queue.postgres import PostgresExecutionQueue
+from lg_deploy.settings import load_settings
+from lg_deploy.store.postgres import PostgresExecutionStore
+from lg_deploy.store.protocol import ExecutionStore
+from lg_deploy.worker import ExecutionWorker, GraphRunner
+from tests import test_processes as processes
+from tests import test_worker as support
+from tests.conftest import make_state
+from tests.helpers import wait_until, wait_until_async
+from tests.test_worker import Backend
+
+# The backend (memory and postgres) and registry fixtures of test_worker, and the worker
+# process launcher of test_processes, shared by name.
+backend_url = support.backend_url
+backend = support.backend
+registry = support.registry
+workers = processes.workers
+
+Q, R, C, F = (ExecutionStatus(s) for s in ("QUEUED", "RUNNING", "COMPLETED", "FAILED"))
+LEASE_SECONDS = 1.2
+RECOVERY_SECONDS = 0.3
+
+
+@pytest.fixture
+async def pg(db_url: str) -> AsyncIterator[Backend]:
+    """The Postgres store and pool, closing every worker and queue made on it at teardown."""
+    pool = await open_pool(db_url, max_size=10)
+    made = Backend("postgres", PostgresExecutionStore(pool), pool)
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+def pg_worker(
+    backend: Backend, graphs: GraphRunner, name: str, store: Any = None, **options: Any
+) -> ExecutionWorker:
+    """A worker on the Postgres backend with short leases (queue claims with the same lease)."""
+    assert backend.pool is not None
+    queue = PostgresExecutionQueue(
+        backend.pool,
+        worker_id=name,
+        listener=None,
+        lease_seconds=LEASE_SECONDS,
+        poll_interval_seconds=0.1,
+    )
+    worker = ExecutionWorker(
+        store or backend.store,
+        queue,
+        graphs,
+        worker_id=name,
+        concurrency=options.pop("concurrency", 1),
+        lease_seconds=LEASE_SECONDS,
+        recovery_interval_seconds=RECOVERY_SECONDS,
+        **options,
+    )
+    backend.workers.append(worker)
+    backend.queues.append(queue)
+    return worker
+
+
+class Gate:
+    """A GraphRunner that waits for its gate, then answers {"by": name}; records what happened."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.gate = asyncio.Event()
+        self.started = 0
+        self.returned = 0
+
+    async def run(
+        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
+    ) -> dict[str, Any]:
+        """Wait for the gate, then return who ran it."""
+        self.started += 1
+        await self.gate.wait()
+        self.returned += 1
+        return {"by": self.name}
+
+
+async def run_as(
+    store: ExecutionStore, execution_id: str, worker_id: str, lease_seconds: float = 60.0
+) -> ExecutionState:
+    """Claim a QUEUED execution for `worker_id` through the guarded update (next attempt)."""
+    state = await store.get(execution_id)
+    assert state is not None
+    running = state.evolve(
+        status=R,
+        attempts=state.attempts + 1,
+        worker_id=worker_id,
+        lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
+    )
+    return await store.update(running, expected_status=Q)
+
+
+async def new_id(store: ExecutionStore, **fields: Any) -> str:
+    """A fresh QUEUED execution's id."""
+    return (await store.create(make_state(**fields))).execution_id
+
+
+async def lease_of(store: ExecutionStore, execution_id: str) -> datetime | None:
+    """The execution's lease expiry as stored."""
+    state = await store.get(execution_id)
+    assert state is not None
+    return state.lease_expires_at
+
+
+def path(events: list[ExecutionEvent]) -> list[tuple[str | None, str, str | None, int]]:
+    """Each event as (from, to, worker, attempt)."""
+    return [(e.from_status, e.to_status, e.worker_id, e.attempt) for e in events]
+
+
+@pytest.mark.req("DUR-LEASE", "DUR-FENCE")
+async def test_renewal_extends_only_leases_held_by_that_worker_and_attempt(
+    backend: Backend,
+) -> None:
+    """renew_leases renews many at once, fenced: stale attempts and other workers get nothing."""
+    store = backend.store
+    a, b, c = [await new_id(store) for _ in range(3)]
+    await run_as(store, a, "w1", lease_seconds=5)
+    await run_as(store, b, "w1", lease_seconds=5)
+    await run_as(store, c, "w2", lease_seconds=5)
+    before = {i: await lease_of(store, i) for i in (a, b, c)}
+    unknown = str(uuid.uuid4())
+    renewal = await store.renew_leases("w1", {a: 1, b: 1, c: 1, unknown: 1}, 60)
+    assert renewal == LeaseRenewal(held=frozenset({a, b}), cancel_requested=frozenset())
+    for renewed in (a, b):
+        lease = await lease_of(store, renewed)
+        assert lease is not None
+        assert lease > utcnow() + timedelta(seconds=50) > before[renewed]  # type: ignore[operator]
+    assert await lease_of(store, c) == before[c]
+    assert (await store.renew_leases("w2", {a: 1, b: 1}, 60)).held == frozenset()
+    stale = await store.get(a)
+    assert stale is not None
+    await store.update(stale.evolve(status=Q, error="retry"), expected_status=R)
+    await run_as(store, a, "w1", lease_seconds=5)
+    lease_now = await lease_of(store, a)
+    assert (await store.renew_leases("w1", {a: 1}, 600)).held == frozenset(), "stale attempt"
+    assert await lease_of(store, a) == lease_now
+    assert (await store.renew_leases("w1", {a: 2}, 600)).held == frozenset({a})
+
+
+@pytest.mark.req("DUR-LEASE", "DUR-CANCEL")
+async def test_renewal_reports_executions_asked_to_stop(backend: Backend) -> None:
+    """A renewal names the held executions asked to stop, and still holds them."""
+    store = backend.store
+    a, b = [await new_id(store) for _ in range(2)]
+    await run_as(store, a, "w1")
+    await run_as(store, b, "w1")
+    marked = await store.request_cancel(b)
+    assert (marked.status, marked.cancel_requested_at is not None) == (R, True)
+    renewal = await store.renew_leases("w1", {a: 1, b: 1}, 30)
+    assert renewal == LeaseRenewal(held=frozenset({a, b}), cancel_requested=frozenset({b}))
+
+
+@pytest.mark.req("DUR-LEASE")
+async def test_recovery_requeues_or_fails_expired_leases_at_the_given_time(
+    backend: Backend,
+) -> None:
+    """recover_expired(now): expired RUNNING rows become QUEUED or FAILED, with the reason."""
+    store = backend.store
+    again = await new_id(store)
+    last = await new_id(store, max_attempts=1)
+    alive = await new_id(store)
+    cancelled = await new_id(store)
+    for execution_id in (again, last, cancelled):
+        await run_as(store, execution_id, "w1", lease_seconds=5)
+    await run_as(store, alive, "w1", lease_seconds=600)
+    await store.request_cancel(cancelled)
+    assert await store.recover_expired(now=utcnow() + timedelta(seconds=1)) == []
+    recovered = await store.recover_expired(now=utcnow() + timedelta(seconds=30))
+    assert dict(recovered) == {again: Q, last: F, cancelled: F}
+    reason = "lease expired: worker w1 stopped renewing attempt 1 of"
+    expected = {
+        again: (Q, f"{reason} 3"),
+        last: (F, f"{reason} 1; no attempts left"),
+        cancelled: (F, "cancelled"),
+    }
+    for execution_id, (status, error) in expected.items():
+        state = await store.get(execution_id)
+        assert state is not None
+        assert (state.status, state.error, state.lease_expires_at) == (status, error, None)
+        final_event = (await store.events(execution_id))[-1]
+        assert (final_event.from_status, final_event.to_status) == (R, status)
+        assert (final_event.error, final_event.attempt, final_event.worker_id) == (error, 1, "w1")
+    still = await store.get(alive)
+    assert still is not None
+    assert (still.status, still.worker_id) == (R, "w1")
+
+
+@pytest.mark.req("DUR-LEASE")
+async def test_recovery_and_renewal_use_the_database_clock(
+    pg: Backend, sql: psycopg.Connection[Any]
+) -> None:
+    """With now=None a lease set 1 s in the past by SQL is recovered; renewal sets now() + lease."""
+    store = pg.store
+    past, future = await new_id(store), await new_id(store)
+    await run_as(store, past, "w1")
+    await run_as(store, future, "w1")
+    sql.execute(
+        "UPDATE lg_deploy.executions SET lease_expires_at = now() - interval '1 second'"
+        " WHERE execution_id = %s",
+        (past,),
+    )
+    assert await store.recover_expired() == [(past, Q)]
+    await store.renew_leases("w1", {future: 1}, 42)
+    row = sql.execute(
+        "SELECT extract(epoch FROM lease_expires_at - now()) FROM lg_deploy.executions"
+        " WHERE execution_id = %s",
+        (future,),
+    ).fetchone()
+    assert row is not None
+    assert 40 < float(row[0]) <= 42
+
+
+class RenewCounter:
+    """Wraps a store and records the `held` argument of every renew_leases call."""
+
+    def __init__(self, inner: ExecutionStore) -> None:
+        self.inner = inner
+        self.calls: list[dict[str, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def renew_leases(
+        self, worker_id: str, held: dict[str, int], lease_seconds: float
+    ) -> LeaseRenewal:
+        """Record the call, then renew."""
+        self.calls.append(dict(held))
+        return await self.inner.renew_leases(worker_id, held, lease_seconds)
+
+
+@pytest.mark.req("DUR-LEASE")
+async def test_worker_keeps_long_executions_alive_with_one_renewal_per_beat(
+    pg: Backend, registry: GraphRegistry
+) -> None:
+    """Three 60 s runs stay RUNNING past 3 lease lengths, renewed together; a peer recovers none."""
+    counter = RenewCounter(pg.store)
+    holder = pg_worker(pg, registry, "holder", store=counter, concurrency=3)
+    peer = pg_worker(pg, registry, "peer")
+    await holder.start()
+    ids = [await new_id(pg.store, graph_id="sleep", input={"seconds": 60}) for _ in range(3)]
+    for execution_id in ids:
+        await holder.queue.enqueue(execution_id)
+    await wait_until_async(lambda: len(holder.running_ids) == 3)
+    await peer.start()
+    leases: list[datetime] = []
+    started = time.monotonic()
+    while time.monotonic() - started < 3 * LEASE_SECONDS:
+        states = [await pg.store.get(i) for i in ids]
+        held = [(s.status, s.worker_id, s.attempts) for s in states if s is not None]
+        assert held == [(R, "holder", 1)] * 3
+        lease = await lease_of(pg.store, ids[0])
+        assert lease is not None
+        leases.append(lease)
+        await asyncio.sleep(RECOVERY_SECONDS)
+    assert leases == sorted(leases)
+    assert leases[-1] - leases[0] > timedelta(seconds=2 * LEASE_SECONDS)
+    full = [call for call in counter.calls if set(call) == set(ids)]
+    assert len(full) >= 6
+    assert len(counter.calls) <= len(full) + 3, "leases renewed one execution at a time"
+    for execution_id in ids:
+        assert [e.to_status for e in await pg.store.events(execution_id)] == [Q, R]
+
+
+@pytest.mark.req("DUR-FENCE", "DUR-LEASE")
+@pytest.mark.parametrize("zombie", ["renewal-notices", "late-outcome-refused"])
+async def test_worker_that_lost_its_lease_never_overwrites_the_next_attempt(
+    pg: Backend, zombie: str
+) -> None:
+    """A stalled worker's execution goes to a peer; the stalled one stops or is refused."""
+    first, second = Gate("first"), Gate("second")
+    stalled = pg_worker(pg, first, "stalled")
+    peer = pg_worker(pg, second, "peer")
+    await stalled.start()
+    execution_id = await new_id(pg.store, graph_id="anything")
+    await stalled.queue.enqueue(execution_id)
+    await wait_until_async(lambda: first.started == 1)
+    await peer.start()
+    await stalled.leases.stop()  # the process freezes: no more renewals
+
+    async def taken_over() -> bool:
+        state = await pg.store.get(execution_id)
+        return state is not None and (state.status, state.worker_id) == (R, "peer")
+
+    await wait_until_async(taken_over, timeout=10)
+    assert second.started == 1
+    if zombie == "renewal-notices":
+        stalled.leases.start()  # it wakes up; its first renewal finds the lease gone
+    else:
+        first.gate.set()  # its graph returns; the fenced update refuses the outcome
+    await wait_until_async(lambda: stalled.running_ids == [], timeout=5)
+    assert first.returned == (0 if zombie == "renewal-notices" else 1)
+    state = await pg.store.get(execution_id)
+    assert state is not None
+    assert (state.status, state.worker_id, state.attempts) == (R, "peer", 2)
+    second.gate.set()
+    final = await pg.final(execution_id)
+    assert (final.status, final.output, final.worker_id, final.attempts) == (
+        C,
+        {"by": "second"},
+        "peer",
+        2,
+    )
+    assert path(await pg.store.events(execution_id)) == [
+        (None, Q, None, 0),
+        (Q, R, "stalled", 1),
+        (R, Q, "stalled", 1),
+        (Q, R, "peer", 2),
+        (R, C, "peer", 2),
+    ]
+
+
+@pytest.mark.req("DUR-LEASE")
+async def test_stopped_renewals_are_recovered_within_lease_plus_interval(
+    pg: Backend, registry: GraphRegistry
+) -> None:
+    """A worker that stops renewing loses its execution to a peer after lease, within + interval."""
+    dead = pg_worker(pg, registry, "dead")
+    peer = pg_worker(pg, registry, "peer")
+    await dead.start()
+    execution_id = await new_id(pg.store, graph_id="sleep", input={"seconds": 60})
+    await dead.queue.enqueue(execution_id)
+    await wait_until_async(lambda: dead.running_ids == [execution_id])
+    await peer.start()
+    await dead.leases.stop()
+    stopped = time.monotonic()
+
+    async def with_peer() -> bool:
+        state = await pg.store.get(execution_id)
+        return state is not None and state.worker_id == "peer"
+
+    await wait_until_async(with_peer, timeout=10, interval=0.01)
+    elapsed = time.monotonic() - stopped
+    beat = LEASE_SECONDS / 4
+    assert LEASE_SECONDS - beat - 0.1 <= elapsed <= LEASE_SECONDS + RECOVERY_SECONDS + 1.0
+    errors = [e.error for e in await pg.store.events(execution_id) if e.to_status == Q]
+    assert errors[-1] == "lease expired: worker dead stopped renewing attempt 1 of 3"
+
+
+@pytest.mark.req("DUR-LEASE")
+def test_default_lease_and_recovery_interval_recover_within_15_seconds() -> None:
+    """By default a dead worker's execution is recovered in 10 s lease + 2 s interval <= 15 s."""
+    defaults = load_settings({})
+    assert (defaults.lease_seconds, defaults.recovery_interval_seconds) == (10.0, 2.0)
+    assert defaults.lease_seconds + defaults.recovery_interval_seconds <= 15
+
+
+@pytest.mark.req("DUR-LEASE")
+def test_sigkilled_worker_process_is_recovered_within_15_seconds_by_default(
+    workers: processes.Workers, sql: psycopg.Connection[Any]
+) -> None:
+    """With default settings, a SIGKILLed `lg-deploy worker` loses its run to a peer in < 15 s."""
+    victim = workers.start()
+    row = sql.execute(
+        "INSERT INTO lg_deploy.executions (graph_id, input)"
+        " VALUES ('sleep', '{\"seconds\": 60}') RETURNING execution_id"
+    ).fetchone()
+    assert row is not None
+    execution_id = row[0]
+
+    def holder() -> tuple[str, str | None, int]:
+        found = sql.execute(
+            "SELECT status, worker_id, attempts FROM lg_deploy.executions WHERE execution_id = %s",
+            (execution_id,),
+        ).fetchone()
+        assert found is not None
+        return found[0], found[1], found[2]
+
+    wait_until(lambda: holder()[0] == "RUNNING")
+    victim_id = holder()[1]
+    workers.start()
+    victim.process.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    wait_until(lambda: holder()[0] == "RUNNING" and holder()[1] != victim_id, timeout=20)
+    elapsed = time.monotonic() - killed
+    assert 7.0 <= elapsed < 15.0, elapsed
+    assert holder()[2] == 2
+    error = sql.execute(
+        "SELECT error FROM lg_deploy.execution_events"
+        " WHERE execution_id = %s AND from_status = 'RUNNING' AND to_status = 'QUEUED'",
+        (execution_id,),
+    ).fetchone()
+    assert error == (f"lease expired: worker {victim_id} stopped renewing attempt 1 of 3",)
