@@ -266,3 +266,29 @@ def test_every_error_status_is_documented_for_its_route(
     assert str(case.status) in responses, f"{case.method} {case.route} lacks {case.status}"
     schema = responses[str(case.status)]["content"]["application/json"]["schema"]
     assert schema == {"$ref": "#/components/schemas/ErrorBody"}
+
+
+@pytest.mark.req("LLD-9.2", "API-LIMITS")
+def test_nesting_and_string_limits_answer_4xx_not_500() -> None:
+    """Absurd nesting is 400 (body) or 422 (input deeper than 32); huge strings are 422."""
+    app = create_app(load_settings({"LG_DEPLOY_BACKEND": "memory"}))
+    with TestClient(app) as client:
+        flood = b"[" * 200_000 + b"]" * 200_000
+        answer = client.post(
+            "/executions", content=flood, headers={"content-type": "application/json"}
+        )
+        assert (answer.status_code, answer.json()["message"]) == (400, "body is nested too deeply")
+        deep: dict[str, object] = {"leaf": 1}
+        for _ in range(40):
+            deep = {"a": deep}
+        answer = client.post("/executions", json={"graph_id": "echo", "input": deep})
+        assert answer.status_code == 422
+        assert "nested deeper than 32" in answer.json()["message"]
+        long = {"text": "x" * 300_000}
+        answer = client.post("/executions", json={"graph_id": "echo", "input": long})
+        assert answer.status_code == 422
+        assert "at most 262144 characters" in answer.json()["message"]
+        fine = {"a": [{"b": "c" * 1000}] * 10}
+        assert (
+            client.post("/executions", json={"graph_id": "echo", "input": fine}).status_code == 202
+        )

@@ -81,6 +81,8 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         return json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ApiError(400, "body is nested too deeply") from None
 
 
 def _refuse_constant(name: str) -> Any:

@@ -13,8 +13,13 @@ from lg_deploy.models import ExecutionEvent, ExecutionState, ExecutionStatus, Pa
 GRAPH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
 
 
+MAX_JSON_DEPTH = 32
+MAX_STRING_CHARS = 262_144
+
+
 def check_storable(value: Any) -> Any:
-    """Refuse JSON that PostgreSQL jsonb cannot store: NUL characters and lone surrogates."""
+    """Refuse JSON nested deeper than 32, strings over 256 Ki characters, and what jsonb refuses."""
+    _check_shape(value)
     text = json.dumps(value, ensure_ascii=False)
     if "\\u0000" in text:
         raise ValueError("must not contain NUL (\\u0000) characters")
@@ -23,6 +28,21 @@ def check_storable(value: Any) -> Any:
     except UnicodeEncodeError as error:
         raise ValueError("must not contain unpaired surrogate characters") from error
     return value
+
+
+def _check_shape(value: Any) -> None:
+    """Walk `value` without recursion; ValueError on the first limit it passes."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str) and len(item) > MAX_STRING_CHARS:
+            raise ValueError(f"strings must be at most {MAX_STRING_CHARS} characters")
+        if not isinstance(item, dict | list):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"must not be nested deeper than {MAX_JSON_DEPTH} levels")
+        children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children)
 
 
 class SubmitExecution(BaseModel):
