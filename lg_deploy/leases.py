@@ -67,11 +67,11 @@ class LeaseKeeper:
         loop = asyncio.get_running_loop()
         next_recovery = loop.time()
         while True:
+            self._now.clear()  # before renewing: a request arriving meanwhile is kept
             await self._renew()
             if loop.time() >= next_recovery:
                 await self._recover()
                 next_recovery = loop.time() + self._recovery_interval_seconds
-            self._now.clear()
             wait = min(self._beat_seconds, max(0.0, next_recovery - loop.time()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._now.wait(), wait)

@@ -146,7 +146,8 @@ async def _postgres_runtime(
     )
     worker = _make_worker(settings, store, queue, registry, worker_id, metrics)
     if listener is not None:
-        listener.subscribe(CANCEL_CHANNEL, lambda payload: worker.request_stop(payload.split(",")))
+        # Only a hint (anyone may NOTIFY): the worker asks the database which runs to stop.
+        listener.subscribe(CANCEL_CHANNEL, lambda _payload: worker.check_cancellations())
     retention = retention_loop(
         pool, settings.retention_seconds, settings.retention_interval_seconds
     )

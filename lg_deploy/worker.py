@@ -140,12 +140,13 @@ class ExecutionWorker:
         logger.info("worker %s stopped", self.worker_id)
 
     def request_stop(self, execution_ids: Iterable[str]) -> None:
-        """Stop these executions if this worker runs them ("*": check all with the store now)."""
-        ids = list(execution_ids)
-        if "*" in ids:
-            self.leases.beat_now()
-        for execution_id in ids:
+        """Stop these executions, whose cancel the store has recorded, if this worker runs them."""
+        for execution_id in execution_ids:
             self._interrupt(execution_id, CANCELLED)
+
+    def check_cancellations(self) -> None:
+        """A hint that some cancel was requested: ask the store now (a renewal reports them)."""
+        self.leases.beat_now()
 
     def _interrupt(self, execution_id: str, reason: str) -> None:
         task = self._running.get(execution_id)
