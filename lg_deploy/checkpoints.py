@@ -2,42 +2,60 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+
+from lg_deploy.db.migrations import MIGRATION_LOCK_KEY
+from lg_deploy.db.pool import open_pool
 
 CHECKPOINT_POOL_MAX_SIZE = 4
+SETUP_LOCK_KEY = MIGRATION_LOCK_KEY - 1
+SETUP_POLL_SECONDS = 0.1
 
 
 @contextlib.asynccontextmanager
 async def postgres_checkpointer(conninfo: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
     """An AsyncPostgresSaver on its own small pool, its tables created in schema lg_deploy."""
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+    pool = await open_pool(
         conninfo,
         max_size=CHECKPOINT_POOL_MAX_SIZE,
-        kwargs={
-            "autocommit": True,
-            "row_factory": dict_row,
-            "prepare_threshold": None,
-            "options": "-c search_path=lg_deploy",
-            "application_name": "lg-deploy-checkpoints",
-        },
-        check=AsyncConnectionPool.check_connection,
-        open=False,
+        application_name="lg-deploy-checkpoints",
+        prepared_statements=False,
+        connection_kwargs={"row_factory": dict_row, "options": "-c search_path=lg_deploy"},
     )
-    await pool.open(wait=True)
     try:
         saver = AsyncPostgresSaver(pool)
-        await saver.setup()
+        await _setup_once(conninfo, saver)
         yield saver
     finally:
         await pool.close()
+
+
+async def _setup_once(conninfo: str, saver: AsyncPostgresSaver) -> None:
+    """Run the saver's setup in one process at a time.
+
+    A polled try-lock, not a blocking lock: setup runs CREATE INDEX CONCURRENTLY, which waits
+    for other sessions' statements, so a process blocked on the lock would deadlock with it.
+    """
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        while True:
+            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_LOCK_KEY,))
+            row = await cursor.fetchone()
+            if row and row[0]:
+                break
+            await asyncio.sleep(SETUP_POLL_SECONDS)
+        try:
+            await saver.setup()
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))
 
 
 def memory_checkpointer() -> BaseCheckpointSaver[Any]:
