@@ -1,0 +1,57 @@
+"""The benchmark suite at tiny sizes (BENCH-SMOKE): it runs end to end and fills its table.
+
+The full suite (`scripts/bench`, docs/benchmarks.md) is not part of the default test run; this
+smoke run of every lg-deploy measurement is, so the suite cannot rot. The peer queues are
+exercised by `scripts/bench` only (their packages are not test dependencies).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPECTED = {
+    "graph-only": ["invocations/s"],
+    "drain 200 no-op, 1 process": ["executions/s"],
+    "drain 200 no-op, 2 processes": ["executions/s"],
+    "raw SQL (pgbench) claim+get+complete": ["executions/s"],
+    "raw SQL (pgbench) claim+complete, 32": ["executions/s"],
+    "pickup: SQL INSERT": ["p50 ms", "p95 ms", "p99 ms"],
+    "pickup: HTTP submit": ["p50 ms", "p95 ms", "p99 ms"],
+    "HTTP POST /executions": ["lg-deploy requests/s", "bare requests/s", "ratio %"],
+    "depth": ["shallow executions/s", "deep executions/s", "ratio %"],
+    "concurrency": ["executions/s", "% of slots/50ms", "peak RSS MB"],
+}
+
+
+@pytest.mark.req("BENCH-SMOKE")
+def test_bench_quick_run_produces_a_number_for_every_measurement(tmp_path: Path) -> None:
+    """`python -m bench --quick --skip peers` exits 0 and reports a positive number per metric."""
+    report = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--skip", "peers", "--json", str(report)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    results = json.loads(report.read_text())["results"]
+    for prefix, metrics in EXPECTED.items():
+        rows = [entry for name, entry in results.items() if name.startswith(prefix)]
+        assert len(rows) == 1, f"{prefix}: {sorted(results)}"
+        for metric in metrics:
+            median = rows[0]["stats"][metric]["median"]
+            assert isinstance(median, float), (prefix, metric, median)
+            assert math.isfinite(median), (prefix, metric, median)
+            assert median > 0, (prefix, metric, median)
+    assert "| measurement | metric | median | min | max |" in done.stdout
+    assert "## Machine" in done.stdout
+    assert "## Targets" in done.stdout
