@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 
 from lg_deploy.db.migrations import MIGRATION_LOCK_KEY
 from lg_deploy.db.pool import open_pool
+from lg_deploy.db.queries import query
 
 CHECKPOINT_POOL_MAX_SIZE = 4
 SETUP_LOCK_KEY = MIGRATION_LOCK_KEY - 1
@@ -46,6 +47,8 @@ async def _setup_once(conninfo: str, saver: AsyncPostgresSaver) -> None:
     for other sessions' statements, so a process blocked on the lock would deadlock with it.
     """
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        if await _is_current(conn):  # nothing to create: a role without DDL rights can start
+            return
         while True:
             cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_LOCK_KEY,))
             row = await cursor.fetchone()
@@ -56,6 +59,18 @@ async def _setup_once(conninfo: str, saver: AsyncPostgresSaver) -> None:
             await saver.setup()
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))
+
+
+async def _is_current(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """True when LangGraph's checkpoint tables exist at the saver's latest version."""
+    cursor = await conn.execute(query("checkpoint_tables_exist"))
+    exists = await cursor.fetchone()
+    if not (exists and exists[0]):
+        return False
+    cursor = await conn.execute(query("checkpoint_version"))
+    row = await cursor.fetchone()
+    latest = len(AsyncPostgresSaver.MIGRATIONS) - 1
+    return bool(row and row[0] is not None and row[0] >= latest)
 
 
 def memory_checkpointer() -> BaseCheckpointSaver[Any]:

@@ -18,6 +18,7 @@ import uvicorn
 from lg_deploy.client import ApiCallError, Client
 from lg_deploy.db.migrations import migrate
 from lg_deploy.db.pool import open_pool
+from lg_deploy.db.roles import apply_roles
 from lg_deploy.errors import ConfigError, GraphLoadError
 from lg_deploy.logs import configure_logging
 from lg_deploy.retention import PRUNE_BATCH_SIZE, count_prunable, parse_duration, prune
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run workers only, until SIGTERM or SIGINT")
     worker.set_defaults(handler=_worker)
     commands.add_parser("migrate", help="apply pending migrations").set_defaults(handler=_migrate)
+    roles = commands.add_parser("roles", help="create and grant the database roles (sql/roles.sql)")
+    roles.set_defaults(handler=_roles)
     prune = commands.add_parser(
         "prune", help="delete finished executions older than a duration (counts unless --yes)"
     )
@@ -149,6 +152,13 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
         conninfo = resolve_conninfo(settings, stack)
         applied = asyncio.run(migrate(conninfo))
     print(f"applied migrations: {', '.join(map(str, applied)) or 'none pending'}")
+    return EXIT_OK
+
+
+def _roles(args: argparse.Namespace, settings: Settings) -> int:
+    with contextlib.ExitStack() as stack:
+        asyncio.run(apply_roles(resolve_conninfo(settings, stack)))
+    print("roles applied: lg_deploy_producer, lg_deploy_reader, lg_deploy_service")
     return EXIT_OK
 
 

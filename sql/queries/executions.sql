@@ -171,3 +171,7 @@ DELETE FROM lg_deploy.checkpoints c USING gone WHERE c.thread_id = gone.thread_i
 -- name: checkpoint_tables_exist
 -- Whether LangGraph's checkpointer has created its tables in this schema.
 SELECT to_regclass('lg_deploy.checkpoints') IS NOT NULL;
+
+-- name: checkpoint_version
+-- The latest migration of LangGraph's checkpoint tables applied here.
+SELECT max(v) FROM lg_deploy.checkpoint_migrations;

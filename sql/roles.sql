@@ -1,0 +1,112 @@
+-- lg-deploy's database roles: one per door, each with what it needs and no more
+-- (docs/security.md, "The database doors").
+--
+-- Apply after the migrations, in one transaction, as the owner of schema lg_deploy or a
+-- superuser: `lg-deploy roles`, or `psql -v ON_ERROR_STOP=1 -1 -f sql/roles.sql`.
+-- Safe to run again: missing roles are created, and each role's privileges in this database are
+-- revoked and granted again, so they end up exactly as written here. Run it again after every
+-- upgrade (a new column needs its grant) and after LangGraph's checkpoint tables are created.
+--
+-- Roles are cluster-wide; privileges belong to one database: run it in each database that
+-- holds an lg_deploy schema. Creating the roles and their settings needs CREATEROLE; once they
+-- exist (an administrator may create them), the schema owner alone can run this script.
+--
+-- The roles are NOLOGIN groups and no password is set here. Grant them to login roles:
+--     CREATE ROLE billing LOGIN PASSWORD '...' IN ROLE lg_deploy_producer;
+--     GRANT lg_deploy_reader TO alice;
+
+DO $$
+DECLARE
+    role_name text;
+BEGIN
+    FOREACH role_name IN ARRAY ARRAY['lg_deploy_producer', 'lg_deploy_reader', 'lg_deploy_service']
+    LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;  -- a concurrent run created it first
+            END;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Start from nothing in this database (column privileges go with the table's).
+REVOKE ALL ON SCHEMA lg_deploy FROM lg_deploy_producer, lg_deploy_reader, lg_deploy_service;
+REVOKE ALL ON ALL TABLES IN SCHEMA lg_deploy
+    FROM lg_deploy_producer, lg_deploy_reader, lg_deploy_service;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA lg_deploy
+    FROM lg_deploy_producer, lg_deploy_reader, lg_deploy_service;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA lg_deploy
+    FROM lg_deploy_producer, lg_deploy_reader, lg_deploy_service;
+
+-- Producer: other systems submit executions with a plain INSERT ... RETURNING execution_id, or
+-- SELECT lg_deploy.submit(...). Only the columns a submission may set; the insert trigger and the
+-- CHECK constraints judge the values. It reads no execution and no history (execution_id only,
+-- for RETURNING), and cannot UPDATE or DELETE.
+GRANT USAGE ON SCHEMA lg_deploy TO lg_deploy_producer;
+GRANT INSERT (graph_id, input, priority, max_attempts, run_at, idempotency_key, timeout_seconds,
+              metadata, request_id)
+    ON lg_deploy.executions TO lg_deploy_producer;
+GRANT SELECT (execution_id) ON lg_deploy.executions TO lg_deploy_producer;
+GRANT EXECUTE ON FUNCTION lg_deploy.submit(
+    text, jsonb, integer, integer, timestamptz, text, double precision, jsonb, text
+) TO lg_deploy_producer;
+
+-- Reader: people in psql. Reads everything lg-deploy keeps, changes nothing.
+GRANT USAGE ON SCHEMA lg_deploy TO lg_deploy_reader;
+GRANT SELECT ON lg_deploy.executions, lg_deploy.execution_events,
+                lg_deploy.execution_transitions, lg_deploy.schema_migrations,
+                lg_deploy.queue_depth, lg_deploy.recent_failures, lg_deploy.slowest_executions
+    TO lg_deploy_reader;
+
+-- Role settings apply to sessions that log in as this very role; members do NOT inherit them.
+-- Give login roles that are members the same settings (docs/security.md). Written only when
+-- they differ, so a second run changes nothing cluster-wide.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_db_role_setting
+        WHERE setrole = 'lg_deploy_reader'::regrole AND setdatabase = 0
+          AND setconfig @> ARRAY['statement_timeout=30s', 'idle_in_transaction_session_timeout=60s']
+    ) THEN
+        ALTER ROLE lg_deploy_reader SET statement_timeout = '30s';
+        ALTER ROLE lg_deploy_reader SET idle_in_transaction_session_timeout = '60s';
+    END IF;
+END
+$$;
+
+-- Service: lg-deploy's own processes (serve, worker, prune) started with
+-- LG_DEPLOY_MIGRATE_ON_START=false; migrations run as the schema owner. It inserts the columns
+-- a submission sets and updates the columns of the lifecycle (the guard trigger keeps the
+-- clocks); it deletes finished executions (their events go by the foreign key's cascade, which
+-- runs as the table owner). History is written by the triggers: the service only reads it.
+-- No CREATE on the schema, no DDL, no TRUNCATE.
+GRANT USAGE ON SCHEMA lg_deploy TO lg_deploy_service;
+GRANT SELECT, DELETE ON lg_deploy.executions TO lg_deploy_service;
+GRANT INSERT (execution_id, graph_id, input, max_attempts, priority, run_at, request_id,
+              idempotency_key, timeout_seconds, metadata)
+    ON lg_deploy.executions TO lg_deploy_service;
+GRANT UPDATE (status, output, error, attempts, max_attempts, priority, run_at, worker_id,
+              lease_expires_at, cancel_requested_at)
+    ON lg_deploy.executions TO lg_deploy_service;
+GRANT SELECT ON lg_deploy.execution_events, lg_deploy.execution_transitions,
+                lg_deploy.schema_migrations
+    TO lg_deploy_service;
+
+-- LangGraph's checkpoint tables (LG_DEPLOY_CHECKPOINTS=true), once the owner has created them.
+DO $$
+DECLARE
+    table_name text;
+BEGIN
+    FOREACH table_name IN ARRAY ARRAY['checkpoints', 'checkpoint_blobs', 'checkpoint_writes',
+                                      'checkpoint_migrations']
+    LOOP
+        IF to_regclass(format('lg_deploy.%I', table_name)) IS NOT NULL THEN
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON lg_deploy.%I TO lg_deploy_service',
+                           table_name);
+        END IF;
+    END LOOP;
+END
+$$;
