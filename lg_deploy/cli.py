@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -218,8 +219,16 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
+def _every_interface(host: str) -> bool:
+    """True for a bind address meaning every interface ("", 0.0.0.0, ::)."""
+    try:
+        return host == "" or ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
 def _client(args: argparse.Namespace, settings: Settings) -> Client:
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+    host = "127.0.0.1" if _every_interface(settings.host) else settings.host
     return Client(args.url or f"http://{host}:{settings.port}", api_key=settings.api_key)
 
 

@@ -26,6 +26,9 @@ class Client:
     """Calls one lg-deploy server."""
 
     def __init__(self, base_url: str, *, api_key: str | None = None) -> None:
+        scheme = urllib.parse.urlsplit(base_url).scheme
+        if scheme not in ("http", "https"):
+            raise ApiCallError(f"the server URL must start with http:// or https://: {base_url}")
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
 
@@ -49,7 +52,8 @@ class Client:
         if self.api_key:
             request.add_header("X-API-Key", self.api_key)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            # http(s) only (checked in __init__): no file:// or custom schemes.
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310  # nosec B310
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             raise ApiCallError(_error_message(error), error.code) from None

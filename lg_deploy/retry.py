@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from lg_deploy.errors import GraphOutputError, UnknownGraph
 
-_RANDOM = random.Random()  # noqa: S311  # jitter, not cryptography
+_RANDOM = random.Random()  # noqa: S311  # jitter, not cryptography  # nosec B311
 
 # Failures that would fail again the same way: never retried.
 _PERMANENT: tuple[type[BaseException], ...] = (UnknownGraph, GraphOutputError)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -24,6 +26,8 @@ logger = logging.getLogger(__name__)
 ENV_PREFIX = "LG_DEPLOY_"
 # Variables for the test suite itself (LG_DEPLOY_TEST_DATABASE_URL), not settings.
 TEST_PREFIX = "LG_DEPLOY_TEST_"
+# Settings whose values are never echoed in an error (they may hold a password or a key).
+SECRET_FIELDS = frozenset({"database_url", "api_key"})
 
 
 class Settings(BaseSettings):
@@ -61,6 +65,17 @@ class Settings(BaseSettings):
     keepalive_seconds: float = Field(default=5.0, gt=0, le=300)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("database_url")
+    @classmethod
+    def _parsable_url(cls, value: str | None) -> str | None:
+        """Parse it now: libpq's own parse errors quote the string, password included."""
+        if value is not None:
+            try:
+                conninfo_to_dict(value)
+            except psycopg.Error:
+                raise ValueError("not a connection string libpq can parse") from None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -159,7 +174,8 @@ def _validation_line(error: ValidationError, environ: Mapping[str, str]) -> str:
     field = str(first["loc"][0]) if first["loc"] else "?"
     name = env_name(field)
     given = {key.upper(): value for key, value in environ.items()}.get(name)
-    got = f" (got {given!r})" if given is not None else ""
+    shown = given is not None and field not in SECRET_FIELDS
+    got = f" (got {given!r})" if shown else ""
     allowed = _allowed(first)
     return f"{name}: {first['msg']}{got}{allowed}"
 

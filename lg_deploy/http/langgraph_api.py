@@ -22,7 +22,7 @@ from starlette.routing import Route
 from lg_deploy.errors import ExecutionNotFound, InvalidTransition
 from lg_deploy.http.errors import ApiError, request_id_of
 from lg_deploy.http.routes import read_json
-from lg_deploy.http.schemas import check_storable
+from lg_deploy.http.schemas import check_storable, json_number
 from lg_deploy.models import ExecutionState, ExecutionStatus
 from lg_deploy.runtime import Runtime
 from lg_deploy.settings import Settings
@@ -51,6 +51,11 @@ class RunCreate(BaseModel):
     multitask_strategy: str | None = None
     after_seconds: float | None = Field(default=None, ge=0, le=31_536_000)
 
+    @field_validator("after_seconds", mode="before")
+    @classmethod
+    def _number_only(cls, value: Any) -> Any:
+        return json_number(value)
+
     @field_validator("input", "metadata")
     @classmethod
     def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -68,6 +73,11 @@ class AssistantSearch(BaseModel):
     metadata: dict[str, Any] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: int = Field(default=0, ge=0)
+
+    @field_validator("limit", "offset", mode="before")
+    @classmethod
+    def _numbers_only(cls, value: Any) -> Any:
+        return json_number(value)
 
 
 class Assistant(BaseModel):

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from lg_deploy import __version__
+from lg_deploy.http.auth import OPEN_PATHS
 from lg_deploy.http.langgraph_api import Assistant, AssistantSearch, Run, RunCreate
 from lg_deploy.http.schemas import (
     ErrorBody,
@@ -22,6 +23,7 @@ from lg_deploy.http.schemas import (
 from lg_deploy.models import ExecutionState
 
 _REF = "#/components/schemas/{model}"
+UNAUTHORIZED = "missing or wrong API key (only when LG_DEPLOY_API_KEY is set)"
 _ID_PARAM = {
     "name": "execution_id",
     "in": "path",
@@ -138,7 +140,9 @@ def build_openapi() -> dict[str, Any]:
             ),
         },
         "/graphs": {
-            "get": _operation("Graphs this deployment runs", {"200": _answer("graphs", GraphList)})
+            "get": _operation(
+                "Graphs this deployment runs", {"200": _answer("graphs", GraphList), **_errors(422)}
+            )
         },
         "/healthz": {"get": _operation("Liveness", {"200": _answer("alive", Health)})},
         "/readyz": {
@@ -160,6 +164,10 @@ def build_openapi() -> dict[str, Any]:
         },
     }
     paths.update(_langgraph_paths(components))
+    for path, operations in paths.items():
+        if path not in OPEN_PATHS:  # the API key middleware refuses these without the key
+            for operation in operations.values():
+                operation["responses"]["401"] = _answer(UNAUTHORIZED, ErrorBody)
     return {
         "openapi": "3.1.0",
         "info": {"title": "lg-deploy", "version": __version__},
@@ -199,7 +207,7 @@ def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
         "/assistants/search": {
             "post": _operation(
                 "Assistants: one per graph",
-                {"200": _array_of(Assistant, "assistants"), **_errors(400, 415, 422)},
+                {"200": _array_of(Assistant, "assistants"), **_errors(400, 413, 415, 422)},
                 requestBody={"required": False, "content": _json_content(AssistantSearch)},
             )
         },

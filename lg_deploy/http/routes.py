@@ -21,6 +21,7 @@ from lg_deploy.http.schemas import (
     GraphList,
     Health,
     ListQuery,
+    NoQuery,
     SubmitExecution,
     WaitQuery,
     decode_cursor,
@@ -163,6 +164,7 @@ async def executions(request: Request) -> Response:
 
 async def get_execution(request: Request) -> Response:
     """GET /executions/{id}."""
+    _query(request, NoQuery)
     execution_id = _execution_id(request)
     state = await _runtime(request).store.get(execution_id)
     if state is None:
@@ -199,6 +201,7 @@ async def wait_execution(request: Request) -> Response:
 
 async def cancel_execution(request: Request) -> Response:
     """POST /executions/{id}/cancel: QUEUED fails now (200); RUNNING is being stopped (202)."""
+    _query(request, NoQuery)
     execution_id = _execution_id(request)
     try:
         state = await _runtime(request).cancel(execution_id)
@@ -211,6 +214,7 @@ async def cancel_execution(request: Request) -> Response:
 
 async def execution_events(request: Request) -> Response:
     """GET /executions/{id}/events: its history, oldest first."""
+    _query(request, NoQuery)
     execution_id = _execution_id(request)
     store = _runtime(request).store
     events = await store.events(execution_id)
@@ -221,6 +225,7 @@ async def execution_events(request: Request) -> Response:
 
 async def list_graphs(request: Request) -> Response:
     """GET /graphs: the graphs this deployment runs."""
+    _query(request, NoQuery)
     names = _runtime(request).graphs.names()
     return _json(GraphList(items=[GraphInfo(graph_id=name) for name in names]))
 

@@ -30,6 +30,13 @@ def check_storable(value: Any) -> Any:
     return value
 
 
+def json_number(value: Any) -> Any:
+    """Refuse what lax validation would turn into a number: booleans and strings."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON number")
+    return value
+
+
 def _check_shape(value: Any) -> None:
     """Walk `value` without recursion; ValueError on the first limit it passes."""
     pending: list[tuple[Any, int]] = [(value, 1)]
@@ -75,6 +82,18 @@ class SubmitExecution(BaseModel):
         if self.run_at is not None and self.delay_seconds is not None:
             raise ValueError("give run_at or delay_seconds, not both")
         return self
+
+    @field_validator("priority", "max_attempts", "delay_seconds", "timeout_seconds", mode="before")
+    @classmethod
+    def _numbers_only(cls, value: Any) -> Any:
+        return json_number(value)
+
+    @field_validator("run_at", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be an RFC 3339 date-time string")
+        return value
 
     @field_validator("input")
     @classmethod
@@ -134,6 +153,12 @@ class ListQuery(BaseModel):
     graph_id: str | None = Field(default=None, pattern=GRAPH_ID_PATTERN)
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, max_length=200)
+
+
+class NoQuery(BaseModel):
+    """Routes that take no query parameters refuse any (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class WaitQuery(BaseModel):
