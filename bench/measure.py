@@ -27,7 +27,7 @@ class Sizes:
     """How big each measurement is (`--quick` shrinks them all)."""
 
     drain: int = 20_000
-    concurrency: int = 8  # slots of a worker process for the no-op drain (8, 32, 128: alike)
+    concurrency: int = 64  # slots per worker process for the no-op drain (best of 8-128)
     graph_only: int = 10_000
     pgbench: int = 20_000
     batch: int = 32

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import json
 import logging
@@ -129,6 +130,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # handler restored in its place, a clean shutdown exits 0 like `lg-deploy worker`.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _ignore_signal)
+    freeze_imports()
     server.run()
     return EXIT_OK if server.started else EXIT_FAILED
 
@@ -197,10 +199,17 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _run_worker(settings: Settings) -> None:
     stop = _stop_on_signals()
+    freeze_imports()
     async with open_runtime(settings):
         logger.info("worker running; SIGTERM or SIGINT stops it")
         await stop.wait()
         logger.info("stopping: no new claims, %.0f s grace", settings.shutdown_grace_seconds)
+
+
+def freeze_imports() -> None:
+    """Keep what imports built (LangGraph, pydantic, ...) out of every later GC pass."""
+    gc.collect()
+    gc.freeze()
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -48,6 +48,17 @@ class Runtime:
     listener: Listener | None = None
     conninfo: str | None = None
 
+    async def announce(self, execution_id: str) -> None:
+        """Wake a worker for an execution just stored as QUEUED.
+
+        In PostgreSQL the insert trigger has already notified every process, so only this
+        process's claimer is nudged; a memory queue is handed the id.
+        """
+        if isinstance(self.queue, PostgresExecutionQueue):
+            self.queue.wake()
+        else:
+            await self.queue.enqueue(execution_id)
+
     async def cancel(self, execution_id: str) -> ExecutionState:
         """Cancel: QUEUED fails at once; RUNNING is stopped by its worker (NOTIFY, or here)."""
         state = await self.store.request_cancel(execution_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -17,7 +18,8 @@ from lg_deploy.leases import LeaseKeeper
 from lg_deploy.logs import bound
 from lg_deploy.metrics import Metrics
 from lg_deploy.models import ExecutionState, ExecutionStatus, LeaseRenewal, utcnow
-from lg_deploy.queue.protocol import ExecutionQueue
+from lg_deploy.outcomes import OutcomeWriter
+from lg_deploy.queue.protocol import ClaimingQueue, ExecutionQueue
 from lg_deploy.retry import RetryPolicy
 from lg_deploy.store.protocol import ExecutionStore
 
@@ -94,9 +96,12 @@ class ExecutionWorker:
             recovery_interval_seconds=recovery_interval_seconds,
             metrics=metrics,
         )
+        self._outcomes = OutcomeWriter(store)
+        self._claiming = queue if isinstance(queue, ClaimingQueue) else None
         self._slots: set[asyncio.Task[None]] = set()
         self._idle: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._frees: dict[str, asyncio.Future[None]] = {}
         self._attempts: dict[str, int] = {}
         self._stop_reasons: dict[str, str] = {}
         self._timers: set[asyncio.Task[None]] = set()
@@ -126,12 +131,13 @@ class ExecutionWorker:
         busy = [task for task in self._running.values() if not task.done()]
         if busy and grace_seconds > 0:
             await asyncio.wait(busy, timeout=grace_seconds)
-        for task in self._running.values():
+        running = list(self._running.values())
+        for task in running:
             task.cancel()
-        if self._slots:
-            _done, pending = await asyncio.wait(self._slots, timeout=HAND_BACK_SECONDS)
+        if waited := self._slots | set(running):
+            _done, pending = await asyncio.wait(waited, timeout=HAND_BACK_SECONDS)
             for task in pending:
-                logger.error("slot %s did not stop; abandoning it", task.get_name())
+                logger.error("task %s did not stop; abandoning it", task.get_name())
         await self.leases.stop()
         for timer in self._timers:
             timer.cancel()
@@ -169,6 +175,7 @@ class ExecutionWorker:
             self._interrupt(execution_id, CANCELLED)
 
     async def _slot(self) -> None:
+        """Take one execution at a time; free again once its graph has run (recording overlaps)."""
         me = asyncio.current_task()
         assert me is not None
         while not self._stopping:
@@ -177,19 +184,30 @@ class ExecutionWorker:
                 execution_id = await self.queue.dequeue()
             finally:
                 self._idle.discard(me)
+            freed = asyncio.get_running_loop().create_future()
+            self._frees[execution_id] = freed
             task = asyncio.create_task(self._process_quietly(execution_id))
             self._running[execution_id] = task
+            task.add_done_callback(functools.partial(self._forget, execution_id))
             try:
-                await asyncio.shield(task)
+                await asyncio.shield(freed)
             except asyncio.CancelledError:
                 if not task.done():
                     task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
                 raise
-            finally:
-                self._running.pop(execution_id, None)
-                self._stop_reasons.pop(execution_id, None)
+
+    def _free_slot(self, execution_id: str) -> None:
+        """The graph of `execution_id` has run: its slot may take the next one."""
+        freed = self._frees.pop(execution_id, None)
+        if freed is not None and not freed.done():
+            freed.set_result(None)
+
+    def _forget(self, execution_id: str, _task: asyncio.Task[None]) -> None:
+        self._free_slot(execution_id)
+        self._running.pop(execution_id, None)
+        self._stop_reasons.pop(execution_id, None)
 
     async def _process_quietly(self, execution_id: str) -> None:
         try:
@@ -242,7 +260,9 @@ class ExecutionWorker:
 
     async def _begin(self, execution_id: str) -> ExecutionState | None:
         """The RUNNING state this worker owns: claimed by the queue already, or claimed here."""
-        state = await self.store.get(execution_id)
+        state = self._claiming.claimed(execution_id) if self._claiming else None
+        if state is None:
+            state = await self.store.get(execution_id)
         if state is None:
             logger.warning("execution %s vanished before it ran", execution_id)
             return None
@@ -286,13 +306,16 @@ class ExecutionWorker:
                     state.graph_id, state.input, thread_id=state.execution_id
                 )
         except TimeoutError:
+            self._free_slot(state.execution_id)
             return await self._record(
                 state, ExecutionStatus.FAILED, error=f"timed out after {timeout:g} s"
             )
         except Exception as exc:
+            self._free_slot(state.execution_id)
             if self.retry.retries(exc, state.attempts, state.max_attempts):
                 return await self._retry_later(state, exc)
             return await self._record(state, ExecutionStatus.FAILED, error=describe_error(exc))
+        self._free_slot(state.execution_id)
         return await self._record(state, ExecutionStatus.COMPLETED, output=output)
 
     async def _retry_later(self, state: ExecutionState, exc: Exception) -> ExecutionState | None:
@@ -323,7 +346,7 @@ class ExecutionWorker:
         )
         while True:
             try:
-                stored = await self.store.update(wanted, expected_status=ExecutionStatus.RUNNING)
+                stored = await self._outcomes.update(wanted)
             except LgDeployError as refused:
                 logger.warning("outcome not recorded: %s", refused)
                 return None

@@ -1,8 +1,10 @@
-"""The connection pool: opened explicitly, autocommit, every connection checked on checkout."""
+"""The connection pool: opened explicitly, autocommit; connections idle 1 s or more are checked."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+import weakref
 from typing import Any
 
 import psycopg
@@ -10,6 +12,9 @@ from psycopg_pool import AsyncConnectionPool
 
 POOL_OPEN_TIMEOUT_SECONDS = 30.0
 APPLICATION_NAME = "lg-deploy"
+# A connection back in the pool for less than this was just proven alive by its last statement;
+# only connections idle longer are checked with a round trip on checkout (pgxpool does the same).
+CHECK_IDLE_SECONDS = 1.0
 
 
 async def open_pool(
@@ -24,12 +29,21 @@ async def open_pool(
 ) -> AsyncConnectionPool[Any]:
     """An open pool of autocommit connections; a checkout waits at most `timeout_seconds`.
 
-    A connection found dead on checkout makes the pool test all its idle ones at once, so after
-    a database restart the pool recovers in one step instead of one dead connection per wait.
+    A connection idle for `CHECK_IDLE_SECONDS` or more is checked on checkout; one found dead
+    makes the pool test all its idle ones at once, so after a database restart the pool
+    recovers in one step instead of one dead connection per wait.
     """
     sweeps: set[asyncio.Task[None]] = set()
+    returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    async def stamp(conn: psycopg.AsyncConnection[Any]) -> None:
+        returned_at[conn] = time.monotonic()
 
     async def check(conn: psycopg.AsyncConnection[Any]) -> None:
+        if time.monotonic() - returned_at.get(conn, float("-inf")) < CHECK_IDLE_SECONDS:
+            return
         try:
             await AsyncConnectionPool.check_connection(conn)
         except psycopg.Error:
@@ -48,6 +62,7 @@ async def open_pool(
         max_size=max_size,
         kwargs=kwargs,
         check=check,
+        reset=stamp,
         open=False,
         timeout=timeout_seconds,
         name=application_name,

@@ -212,7 +212,7 @@ async def _create_run(request: Request) -> tuple[ExecutionState, RunCreate]:
         request_id=request_id_of(request.scope) or None,
     )
     stored = await runtime.store.create(state, delay_seconds=body.after_seconds or 0.0)
-    await runtime.queue.enqueue(stored.execution_id)
+    await runtime.announce(stored.execution_id)
     return stored, body
 
 

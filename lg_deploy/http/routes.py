@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from lg_deploy.errors import ExecutionNotFound, IdempotencyKeyUsed, InvalidTransition
@@ -44,8 +44,11 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def _json(model: BaseModel, status_code: int = 200, **headers: str) -> JSONResponse:
-    return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
+def _json(model: BaseModel, status_code: int = 200, **headers: str) -> Response:
+    """The model as a JSON response, serialised by pydantic in one step."""
+    return Response(
+        model.model_dump_json(), status_code, headers=headers, media_type="application/json"
+    )
 
 
 def _query(request: Request, model: type[Model]) -> Model:
@@ -109,7 +112,7 @@ async def submit_execution(request: Request) -> Response:
         stored = await runtime.store.create(state, delay_seconds=payload.delay_seconds or 0.0)
     except IdempotencyKeyUsed as used:
         return _replay(used, payload)
-    await runtime.queue.enqueue(stored.execution_id)
+    await runtime.announce(stored.execution_id)
     return _json(stored, 202, Location=f"/executions/{stored.execution_id}")
 
 

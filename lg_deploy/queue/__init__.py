@@ -3,6 +3,12 @@
 from lg_deploy.queue.listener import Listener
 from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.queue.postgres import PostgresExecutionQueue
-from lg_deploy.queue.protocol import ExecutionQueue
+from lg_deploy.queue.protocol import ClaimingQueue, ExecutionQueue
 
-__all__ = ["AsyncioExecutionQueue", "ExecutionQueue", "Listener", "PostgresExecutionQueue"]
+__all__ = [
+    "AsyncioExecutionQueue",
+    "ClaimingQueue",
+    "ExecutionQueue",
+    "Listener",
+    "PostgresExecutionQueue",
+]

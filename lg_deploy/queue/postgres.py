@@ -9,10 +9,13 @@ from collections import deque
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.db.queries import query
+from lg_deploy.models import ExecutionState
 from lg_deploy.queue.listener import QUEUED_CHANNEL, Listener
+from lg_deploy.store.postgres import row_to_state
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +29,7 @@ class PostgresExecutionQueue:
 
     `dequeue` callers are the free worker slots: the claimer claims exactly as many due rows as
     there are callers waiting, in one statement, and wakes on NOTIFY or every poll interval.
+    The claim returns the rows as it stored them, so the worker need not read them again.
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class PostgresExecutionQueue:
         self._lease_seconds = lease_seconds
         self._poll_interval_seconds = poll_interval_seconds
         self._ready: deque[str] = deque()
+        self._states: dict[str, ExecutionState] = {}
         self._getters: deque[asyncio.Future[None]] = deque()
         self._demand = asyncio.Event()
         self._hint = asyncio.Event()
@@ -75,6 +80,10 @@ class PostgresExecutionQueue:
                 raise
         return self._ready.popleft()
 
+    def claimed(self, execution_id: str) -> ExecutionState | None:
+        """The RUNNING state this queue's claim stored for a dequeued id (once), else None."""
+        return self._states.pop(execution_id, None)
+
     def wake(self) -> None:
         """Claim again now instead of at the next poll."""
         self._hint.set()
@@ -95,6 +104,7 @@ class PostgresExecutionQueue:
         if self._ready:
             await self._release(list(self._ready))
             self._ready.clear()
+        self._states.clear()
 
     def _on_notify(self, _payload: str) -> None:
         self._hint.set()
@@ -138,11 +148,13 @@ class PostgresExecutionQueue:
             "lease_seconds": self._lease_seconds,
             "now": None,
         }
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(query("claim_executions"), params)
-            rows = await cursor.fetchall()
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("claim_executions"), params)
+            rows = await cur.fetchall()
         self.claimed_total += len(rows)
-        return [str(row[0]) for row in rows]
+        states = [row_to_state(row) for row in rows]
+        self._states.update((state.execution_id, state) for state in states)
+        return [state.execution_id for state in states]
 
     async def _release(self, execution_ids: list[str]) -> None:
         params = {

@@ -1,12 +1,14 @@
-"""The ExecutionQueue protocol (LLD 5.1): schedules execution ids, never state."""
+"""The ExecutionQueue protocol (LLD 5.1): schedules execution ids; a claiming queue keeps states."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from lg_deploy.models import ExecutionState
 
 
 class ExecutionQueue(Protocol):
-    """Hands execution ids to workers; the state itself is always read from the store."""
+    """Hands execution ids to workers; the state is the store's (or what a claim just stored)."""
 
     async def enqueue(self, execution_id: str) -> None:
         """Make `execution_id` available to a worker (waits while a bounded queue is full)."""
@@ -14,4 +16,13 @@ class ExecutionQueue(Protocol):
 
     async def dequeue(self) -> str:
         """Wait for the next execution id to run; cancelling the wait loses no id."""
+        ...
+
+
+@runtime_checkable
+class ClaimingQueue(ExecutionQueue, Protocol):
+    """A queue whose dequeue claims the row (RUNNING, for this worker) and keeps what it stored."""
+
+    def claimed(self, execution_id: str) -> ExecutionState | None:
+        """The state the claim of a dequeued id stored (handed over once), else None."""
         ...

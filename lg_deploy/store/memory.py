@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from lg_deploy.errors import (
     ExecutionNotFound,
     IdempotencyKeyUsed,
     InvalidTransition,
+    LgDeployError,
 )
 from lg_deploy.models import (
     MUTABLE_FIELDS,
@@ -72,6 +74,18 @@ class InMemoryExecutionStore:
             if updated.status != stored.status:
                 self._record(stored.status, updated)
             return updated
+
+    async def update_many(
+        self, states: Sequence[ExecutionState], *, expected_status: ExecutionStatus
+    ) -> list[ExecutionState | LgDeployError]:
+        """`update` of each state in turn; the stored state or the refusal of each."""
+        results: list[ExecutionState | LgDeployError] = []
+        for state in states:
+            try:
+                results.append(await self.update(state, expected_status=expected_status))
+            except LgDeployError as refused:
+                results.append(refused)
+        return results
 
     async def list_executions(
         self,

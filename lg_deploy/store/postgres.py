@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, LiteralString
 
@@ -16,6 +17,7 @@ from lg_deploy.errors import (
     ExecutionNotFound,
     IdempotencyKeyUsed,
     InvalidTransition,
+    LgDeployError,
 )
 from lg_deploy.models import (
     MUTABLE_FIELDS,
@@ -103,6 +105,48 @@ class PostgresExecutionStore:
             raise explain_refusal(state.execution_id, stored, state, expected_status)
         return row_to_state(row)
 
+    async def update_many(
+        self, states: Sequence[ExecutionState], *, expected_status: ExecutionStatus
+    ) -> list[ExecutionState | LgDeployError]:
+        """`update` of every state in one statement; the stored state or the refusal of each.
+
+        A constraint that refuses one row refuses the statement, so then each is updated alone.
+        """
+        results: list[ExecutionState | LgDeployError | None] = [None] * len(states)
+        wanted: list[tuple[int, ExecutionState]] = []
+        for number, state in enumerate(states):
+            try:
+                check_transition(state, expected_status)
+                wanted.append((number, state))
+            except InvalidTransition as refused:
+                results[number] = refused
+        if len(wanted) == 1:
+            number, state = wanted[0]
+            results[number] = await self._update_or_refusal(state, expected_status)
+        elif wanted:
+            try:
+                rows = await self._fetch_all(
+                    query("update_executions"), _update_arrays(wanted, expected_status)
+                )
+            except psycopg.errors.CheckViolation:
+                rows = None
+            stored = {str(row["execution_id"]): row for row in rows or ()}
+            for number, state in wanted:
+                row = stored.get(state.execution_id)
+                if row is not None:
+                    results[number] = row_to_state(row)
+                else:  # lost a race, or the statement was refused: this one alone says why
+                    results[number] = await self._update_or_refusal(state, expected_status)
+        return [result for result in results if result is not None]
+
+    async def _update_or_refusal(
+        self, state: ExecutionState, expected_status: ExecutionStatus
+    ) -> ExecutionState | LgDeployError:
+        try:
+            return await self.update(state, expected_status=expected_status)
+        except LgDeployError as refused:
+            return refused
+
     async def list_executions(
         self,
         *,
@@ -183,6 +227,26 @@ class PostgresExecutionStore:
             await cur.execute(sql, params)
             row: dict[str, Any] | None = await cur.fetchone()
             return row
+
+
+def _update_arrays(
+    wanted: list[tuple[int, ExecutionState]], expected_status: ExecutionStatus
+) -> dict[str, Any]:
+    """The parallel arrays `update_executions` takes, one element per state."""
+    states = [state for _number, state in wanted]
+    return {
+        "execution_ids": [state.execution_id for state in states],
+        "statuses": [state.status.value for state in states],
+        "outputs": [None if state.output is None else Jsonb(state.output) for state in states],
+        "errors": [state.error for state in states],
+        "attempts": [state.attempts for state in states],
+        "max_attempts": [state.max_attempts for state in states],
+        "priorities": [state.priority for state in states],
+        "run_ats": [state.run_at for state in states],
+        "worker_ids": [state.worker_id for state in states],
+        "lease_expires_ats": [state.lease_expires_at for state in states],
+        "expected_status": expected_status,
+    }
 
 
 def _first_line(error: psycopg.Error) -> str:

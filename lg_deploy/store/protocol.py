@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from lg_deploy.errors import ExecutionNotFound, InvalidTransition
+from lg_deploy.errors import ExecutionNotFound, InvalidTransition, LgDeployError
 from lg_deploy.models import (
     ExecutionEvent,
     ExecutionState,
@@ -40,6 +41,12 @@ class ExecutionStore(Protocol):
         Leaving RUNNING also requires the stored attempt and worker to equal `state`'s (fencing).
         Raises ExecutionNotFound, or InvalidTransition when the guard refuses the change.
         """
+        ...
+
+    async def update_many(
+        self, states: Sequence[ExecutionState], *, expected_status: ExecutionStatus
+    ) -> list[ExecutionState | LgDeployError]:
+        """`update` of each state, in one step where the store can; the result or error of each."""
         ...
 
     async def list_executions(

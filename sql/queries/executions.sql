@@ -38,7 +38,7 @@ RETURNING *;
 
 -- name: claim_executions
 -- Claim up to `limit` due QUEUED executions for one worker, highest priority then oldest first
--- (database clock unless a time is given, as tests do).
+-- (database clock unless a time is given, as tests do); returns the claimed rows as now stored.
 WITH picked AS (
     SELECT execution_id
     FROM lg_deploy.executions
@@ -54,7 +54,7 @@ SET status = 'RUNNING',
     lease_expires_at = COALESCE(%(now)s::timestamptz, now()) + make_interval(secs => %(lease_seconds)s)
 FROM picked
 WHERE e.execution_id = picked.execution_id
-RETURNING e.execution_id;
+RETURNING e.*;
 
 -- name: release_unstarted
 -- Hand back claimed executions this worker never started: QUEUED again, the claim not counted.
@@ -175,3 +175,27 @@ SELECT to_regclass('lg_deploy.checkpoints') IS NOT NULL;
 -- name: checkpoint_version
 -- The latest migration of LangGraph's checkpoint tables applied here.
 SELECT max(v) FROM lg_deploy.checkpoint_migrations;
+
+-- name: update_executions
+-- update_execution for many rows in one statement (parallel arrays, one element per row); a row
+-- not returned was not found or lost the race. The fencing is update_execution's.
+UPDATE lg_deploy.executions e
+SET status = u.status,
+    output = u.output,
+    error = u.error,
+    attempts = u.attempts,
+    max_attempts = u.max_attempts,
+    priority = u.priority,
+    run_at = u.run_at,
+    worker_id = u.worker_id,
+    lease_expires_at = u.lease_expires_at
+FROM unnest(%(execution_ids)s::uuid[], %(statuses)s::text[], %(outputs)s::jsonb[],
+            %(errors)s::text[], %(attempts)s::integer[], %(max_attempts)s::integer[],
+            %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(worker_ids)s::text[],
+            %(lease_expires_ats)s::timestamptz[])
+     AS u(execution_id, status, output, error, attempts, max_attempts, priority, run_at,
+          worker_id, lease_expires_at)
+WHERE e.execution_id = u.execution_id
+  AND e.status = %(expected_status)s
+  AND (e.status <> 'RUNNING' OR (e.attempts = u.attempts AND e.worker_id = u.worker_id))
+RETURNING e.*;

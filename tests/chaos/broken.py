@@ -5,7 +5,8 @@ named queries (default: update_execution and renew_leases) with broken versions,
 `lg_deploy.cli.main(["worker"])`. The product has no hook for this: the loaded query cache is
 patched from outside.
 
-- update_execution: no fencing, so a stale attempt's outcome overwrites a later attempt's row.
+- update_execution, update_executions: no fencing, so a stale attempt's outcome overwrites a
+  later attempt's row.
 - renew_leases: no fencing, so a worker never learns that its lease passed to another attempt.
 - claim_executions: no FOR UPDATE SKIP LOCKED and no re-check of the status, so two workers
   can claim the same row (the guard trigger still refuses a second final transition, so this
@@ -59,10 +60,31 @@ SET status = 'RUNNING',
         + make_interval(secs => %(lease_seconds)s)
 FROM picked
 WHERE e.execution_id = picked.execution_id
-RETURNING e.execution_id
+RETURNING e.*
+""",
+    "update_executions": """
+UPDATE lg_deploy.executions e
+SET status = u.status,
+    output = u.output,
+    error = u.error,
+    attempts = u.attempts,
+    max_attempts = u.max_attempts,
+    priority = u.priority,
+    run_at = u.run_at,
+    worker_id = u.worker_id,
+    lease_expires_at = u.lease_expires_at
+FROM unnest(%(execution_ids)s::uuid[], %(statuses)s::text[], %(outputs)s::jsonb[],
+            %(errors)s::text[], %(attempts)s::integer[], %(max_attempts)s::integer[],
+            %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(worker_ids)s::text[],
+            %(lease_expires_ats)s::timestamptz[])
+     AS u(execution_id, status, output, error, attempts, max_attempts, priority, run_at,
+          worker_id, lease_expires_at)
+WHERE e.execution_id = u.execution_id
+  AND e.status = %(expected_status)s
+RETURNING e.*
 """,
 }
-DEFAULT_BROKEN = ("update_execution", "renew_leases")
+DEFAULT_BROKEN = ("update_execution", "update_executions", "renew_leases")
 
 
 def break_queries(names: Sequence[str]) -> None:
