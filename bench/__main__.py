@@ -71,7 +71,7 @@ def plan(server: Server, sizes: Sizes, only: set[str]) -> list[tuple[str, Callab
     if want("raw-sql"):
         steps.append(
             (
-                "raw SQL (pgbench) claim+get+complete, 1 per stmt",
+                "raw SQL (pgbench) claim+complete, 1 per stmt",
                 lambda: measure.raw_sql(server, sizes, 1),
             )
         )

@@ -109,14 +109,14 @@ CLAIM_ONE = (
     " FROM picked WHERE e.execution_id = picked.execution_id"
 )
 SINGLE_SCRIPT = (
-    CLAIM_ONE.format(limit=1) + " RETURNING e.execution_id AS id, e.attempts AS att \\gset\n"
-    "SELECT * FROM lg_deploy.executions WHERE execution_id = :id;\n"
+    CLAIM_ONE.format(limit=1)
+    + " RETURNING e.execution_id AS id, e.attempts AS att, e.input AS input \\gset\n"
     "UPDATE lg_deploy.executions SET status = 'COMPLETED', output = '{}'::jsonb, error = NULL,"
     " worker_id = 'pgbench' WHERE execution_id = :id AND status = 'RUNNING'"
     " AND attempts = :att AND worker_id = 'pgbench' RETURNING *;\n"
 )
 BATCH_SCRIPT = (
-    "WITH claimed AS ({claim} RETURNING e.execution_id)"
+    "WITH claimed AS ({claim} RETURNING e.*)"
     " SELECT array_agg(execution_id)::text AS ids FROM claimed \\gset\n"
     "UPDATE lg_deploy.executions SET status = 'COMPLETED', output = '{{}}'::jsonb, error = NULL"
     " WHERE execution_id = ANY(:ids::uuid[]) AND status = 'RUNNING';\n"
@@ -124,7 +124,7 @@ BATCH_SCRIPT = (
 
 
 def raw_sql(server: Server, sizes: Sizes, batch: int) -> Result:
-    """pgbench running the worker's claim (+ get) + complete statements, 4 clients."""
+    """pgbench running the worker's claim (returning the rows) + complete statements, 4 clients."""
     clients = 4
     per_client = max(1, sizes.pgbench // clients // batch)
     url = server.create_database()

@@ -30,7 +30,7 @@ from lg_deploy.db.migrations import migrate
 from lg_deploy.db.pool import open_pool
 from lg_deploy.models import ExecutionState
 
-pytest_plugins = ["tests.traceability"]
+pytest_plugins = ["tests.traceability", "tests.roles_fixtures"]
 
 TEST_DATABASE_ENV = "LG_DEPLOY_TEST_DATABASE_URL"
 TEST_DBNAME = "lgd_test"

@@ -1,4 +1,4 @@
-"""Small helpers shared by the tests: bounded waiting, free ports, JSON log lines."""
+"""Small helpers shared by the tests: bounded waiting, free ports, JSON log lines, a server."""
 
 from __future__ import annotations
 
@@ -6,12 +6,20 @@ import asyncio
 import inspect
 import json
 import socket
+import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from tests.conftest import LG_DEPLOY_COMMAND
+
 WAIT_SECONDS = 15.0
+SERVE_START_SECONDS = 30.0
 
 
 def wait_until(
@@ -60,3 +68,53 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
         if isinstance(entry, dict):
             entries.append(entry)
     return entries
+
+
+@dataclass(frozen=True)
+class ServeProcess:
+    """One running `lg-deploy serve` process, its base URL and the file its output goes to."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def http(self) -> httpx.Client:
+        """An HTTP client of this server."""
+        return httpx.Client(base_url=self.url, timeout=30.0)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The JSON log lines written so far."""
+        return json_lines(self.log_path)
+
+    def alive(self) -> bool:
+        """True while /healthz answers 200; fails at once if the process died."""
+        exited = self.process.poll()
+        assert exited is None, f"server exited with {exited}:\n{self.log_path.read_text()}"
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+
+@contextmanager
+def running_server(env: dict[str, str], folder: Path) -> Iterator[ServeProcess]:
+    """`lg-deploy serve` (env) on a free port in `folder`; yields it once up, kills it after."""
+    port = free_port()
+    full_env = {**env, "LG_DEPLOY_HOST": "127.0.0.1", "LG_DEPLOY_PORT": str(port)}
+    log_path = folder / f"serve-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*LG_DEPLOY_COMMAND, "serve"],
+            env=full_env,
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    server = ServeProcess(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_until(server.alive, SERVE_START_SECONDS)
+        yield server
+    finally:
+        process.kill()
+        process.wait(10)

@@ -20,7 +20,7 @@ EXPECTED = {
     "graph-only": ["invocations/s"],
     "drain 200 no-op, 1 process": ["executions/s"],
     "drain 200 no-op, 2 processes": ["executions/s"],
-    "raw SQL (pgbench) claim+get+complete": ["executions/s"],
+    "raw SQL (pgbench) claim+complete, 1 per": ["executions/s"],
     "raw SQL (pgbench) claim+complete, 32": ["executions/s"],
     "pickup: SQL INSERT": ["p50 ms", "p95 ms", "p99 ms"],
     "pickup: HTTP submit": ["p50 ms", "p95 ms", "p99 ms"],

@@ -10,7 +10,6 @@ exactly the executions that were legitimately created.
 from __future__ import annotations
 
 import re
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,8 +25,7 @@ from starlette.testclient import TestClient
 
 from lg_deploy.http import create_app
 from lg_deploy.settings import load_settings
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import free_port, wait_until
+from tests.helpers import running_server
 
 PROBES = {
     "quote": "'",
@@ -45,7 +43,6 @@ PROBES = {
 ASCII = {name for name, value in PROBES.items() if value.isascii()}
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # README: what is echoed
 KEY_LIMIT = 200  # idempotency keys and assistant ids: 1-200 characters
-START_SECONDS = 30.0
 
 
 @dataclass
@@ -212,30 +209,9 @@ def listed_ids(client: httpx.Client) -> set[str]:
 @contextmanager
 def serving(env: dict[str, str], tmp_path: Path) -> Iterator[httpx.Client]:
     """A real `lg-deploy serve` on a free port; yields an HTTP client of it."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**env, "LG_DEPLOY_HOST": "127.0.0.1", "LG_DEPLOY_PORT": str(port)}
-    env["LG_DEPLOY_LOG_LEVEL"] = "WARNING"
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*LG_DEPLOY_COMMAND, "serve"], env=env, cwd=tmp_path, stdout=log, stderr=log
-        )
-
-    def alive() -> bool:
-        assert process.poll() is None, log_path.read_text()
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_until(alive, START_SECONDS)
-        with httpx.Client(base_url=url, timeout=30.0) as client:
-            yield client
-    finally:
-        process.kill()
-        process.wait(10)
+    env = {**env, "LG_DEPLOY_LOG_LEVEL": "WARNING"}
+    with running_server(env, tmp_path) as server, server.http() as client:
+        yield client
 
 
 def memory_client() -> TestClient:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,7 @@ import pytest
 from langgraph_sdk import get_client, get_sync_client
 
 from lg_deploy.http.langgraph_api import assistant_id_of
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import free_port, wait_until
+from tests.helpers import running_server
 
 API_KEY = "sdk-test-key"
 
@@ -24,41 +22,21 @@ API_KEY = "sdk-test-key"
 @pytest.fixture
 def server(worker_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """A running `lg-deploy serve` with an API key, sending keep-alive spaces every 0.5 s."""
-    with running_server(worker_env, tmp_path, keepalive_seconds=0.5) as url:
+    with serving(worker_env, tmp_path, keepalive_seconds=0.5) as url:
         yield url
 
 
 @contextlib.contextmanager
-def running_server(
-    env: dict[str, str], tmp_path: Path, *, keepalive_seconds: float
-) -> Iterator[str]:
-    """`lg-deploy serve` on a free port until the block ends; yields its URL."""
-    port = free_port()
+def serving(env: dict[str, str], tmp_path: Path, *, keepalive_seconds: float) -> Iterator[str]:
+    """`lg-deploy serve` with the API key on a free port until the block ends; yields its URL."""
     env = {
         **env,
-        "LG_DEPLOY_PORT": str(port),
         "LG_DEPLOY_API_KEY": API_KEY,
         "LG_DEPLOY_KEEPALIVE_SECONDS": str(keepalive_seconds),
         "LG_DEPLOY_LEASE_SECONDS": "2",
     }
-    log = (tmp_path / f"serve-{port}.log").open("wb")
-    process = subprocess.Popen([*LG_DEPLOY_COMMAND, "serve"], env=env, stderr=log, stdout=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _healthy(url, process), timeout=30)
-        yield url
-    finally:
-        process.kill()
-        process.wait()
-        log.close()
-
-
-def _healthy(url: str, process: subprocess.Popen[bytes]) -> bool:
-    assert process.poll() is None, "serve exited"
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
+    with running_server(env, tmp_path) as started:
+        yield started.url
 
 
 @pytest.mark.req("SDK-COMPAT")
@@ -137,7 +115,7 @@ async def test_without_keepalive_the_same_wait_times_out(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
     """Control: with spaces only every 10 s, that client's 2 s read timeout does fire."""
-    with running_server(worker_env, tmp_path, keepalive_seconds=10) as url:
+    with serving(worker_env, tmp_path, keepalive_seconds=10) as url:
         timeout = httpx.Timeout(30, read=2)
         async with get_client(url=url, api_key=API_KEY, timeout=timeout) as client:
             with pytest.raises(httpx.ReadTimeout):

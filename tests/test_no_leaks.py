@@ -25,7 +25,7 @@ from lg_deploy.settings import load_settings
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import free_port, json_lines, wait_until
+from tests.helpers import free_port, running_server, wait_until
 
 PASSWORD = "s3cr3t-canary-pw"
 SQL_TEXT = "SELECT * FROM lg_deploy.executions"
@@ -205,34 +205,6 @@ def test_info_logs_hold_no_secret_or_sql_while_failing(caplog: pytest.LogCapture
 
 
 @contextmanager
-def serving(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
-    """A real `lg-deploy serve`; yields a client of it and the file its output goes to."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**env, "LG_DEPLOY_HOST": "127.0.0.1", "LG_DEPLOY_PORT": str(port)}
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*LG_DEPLOY_COMMAND, "serve"], env=env, cwd=tmp_path, stdout=log, stderr=log
-        )
-
-    def alive() -> bool:
-        assert process.poll() is None, log_path.read_text()
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_until(alive, 30.0)
-        with httpx.Client(base_url=url, timeout=30.0) as client:
-            yield client, log_path
-    finally:
-        process.kill()
-        process.wait(10)
-
-
-@contextmanager
 def refusing_connections(db_url: str) -> Iterator[None]:
     """The test database refuses new connections and lg-deploy's are cut, until the block ends."""
     dbname = conninfo_to_dict(db_url)["dbname"]
@@ -258,7 +230,7 @@ def test_real_outage_keeps_the_password_out_of_answers_and_logs(
     (any level) are free of it, and INFO lines hold no SQL text or connection string."""
     env = {**worker_env, "LG_DEPLOY_POOL_TIMEOUT_SECONDS": "1"}
     env["LG_DEPLOY_DATABASE_URL"] = make_conninfo(db_url, password=PASSWORD)  # trust: ignored
-    with serving(env, tmp_path) as (client, log_path):
+    with running_server(env, tmp_path) as server, server.http() as client:
         assert client.post("/executions", json={"graph_id": "echo"}).status_code == 202
         with refusing_connections(db_url):
             probe = f"/executions/{UNKNOWN}"
@@ -268,10 +240,10 @@ def test_real_outage_keeps_the_password_out_of_answers_and_logs(
                 assert answer.status_code == 503, (method, path, answer.text)
                 assert_no_internals(answer)
         wait_until(lambda: client.get("/readyz").status_code == 200, 20.0)
-    output = log_path.read_text(encoding="utf-8", errors="replace")
+    output = server.log_path.read_text(encoding="utf-8", errors="replace")
     assert "database unavailable" in output
     assert PASSWORD not in output
-    info = [line for line in json_lines(log_path) if line.get("level") in ("DEBUG", "INFO")]
+    info = [line for line in server.log_lines() if line.get("level") in ("DEBUG", "INFO")]
     assert any(line["message"] == "request completed" for line in info)
     assert [line for line in info if "SELECT" in str(line) or "password" in str(line)] == []
 

@@ -9,9 +9,6 @@ test_roles_service.py, test_roles_processes.py (lg-deploy's processes as the ser
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, LiteralString
 
@@ -20,10 +17,10 @@ import pytest
 from psycopg import errors
 from psycopg import sql as pgsql
 from psycopg.abc import Params, Query
-from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from lg_deploy.db.roles import apply_roles
+from tests.roles_fixtures import Logins
 
 SqlConn = psycopg.Connection[Any]
 PRODUCER = "lg_deploy_producer"
@@ -31,62 +28,6 @@ READER = "lg_deploy_reader"
 SERVICE = "lg_deploy_service"
 GROUPS = (PRODUCER, READER, SERVICE)
 DEFINER_SEARCH_PATH = ["search_path=pg_catalog, lg_deploy, pg_temp"]
-
-
-@dataclass
-class Logins:
-    """Makes login roles with unique names in groups; drops them (and closes their connections)."""
-
-    sql: SqlConn
-    db_url: str
-    names: list[str] = field(default_factory=list)
-    conns: list[SqlConn] = field(default_factory=list)
-
-    def create(self, *groups: str) -> str:
-        """A new login role, `CREATE ROLE name LOGIN IN ROLE groups` as the docs say; its name."""
-        name = f"lgd_test_{secrets.token_hex(5)}"
-        statement = pgsql.SQL("CREATE ROLE {} LOGIN").format(pgsql.Identifier(name))
-        if groups:
-            members_of = pgsql.SQL(", ").join(map(pgsql.Identifier, groups))
-            statement = pgsql.SQL("{} IN ROLE {}").format(statement, members_of)
-        self.sql.execute(statement)
-        self.names.append(name)
-        return name
-
-    def url(self, name: str, dbname: str | None = None) -> str:
-        """Conninfo for `name` to the test database (or `dbname`) on the test server."""
-        return make_conninfo(self.db_url, user=name, **({"dbname": dbname} if dbname else {}))
-
-    def connect(self, *groups: str) -> SqlConn:
-        """An autocommit connection as a new login role in `groups`, like psql would open."""
-        conn = psycopg.connect(self.url(self.create(*groups)), autocommit=True)
-        self.conns.append(conn)
-        return conn
-
-    def drop_all(self) -> None:
-        """Close the connections and drop every login role made here."""
-        for conn in self.conns:
-            conn.close()
-        for name in self.names:
-            self.sql.execute(pgsql.SQL("DROP OWNED BY {}").format(pgsql.Identifier(name)))
-            self.sql.execute(pgsql.SQL("DROP ROLE {}").format(pgsql.Identifier(name)))
-
-
-@pytest.fixture
-async def roles(db_url: str) -> str:
-    """The test database with sql/roles.sql applied; its URL."""
-    await apply_roles(db_url)
-    return db_url
-
-
-@pytest.fixture
-def logins(roles: str, sql: SqlConn) -> Iterator[Logins]:
-    """Login roles on the test database, with the roles applied; dropped at teardown."""
-    made = Logins(sql, roles)
-    try:
-        yield made
-    finally:
-        made.drop_all()
 
 
 def refused(conn: SqlConn, statement: Query, params: Params | None = None) -> str:

@@ -5,7 +5,6 @@ Unknown graphs are accepted by the database and failed by a worker: test_roles_p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -13,27 +12,10 @@ import pytest
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-from lg_deploy.db.roles import apply_roles
-from tests.test_roles import PRODUCER, SERVICE, Logins, count_rows, insert_row
+from tests.roles_fixtures import Logins
+from tests.test_roles import PRODUCER, SERVICE, count_rows, insert_row
 
 SqlConn = psycopg.Connection[Any]
-
-
-@pytest.fixture
-async def roles(db_url: str) -> str:
-    """The test database with sql/roles.sql applied; its URL."""
-    await apply_roles(db_url)
-    return db_url
-
-
-@pytest.fixture
-def logins(roles: str, sql: SqlConn) -> Iterator[Logins]:
-    """Login roles on the test database, with the roles applied; dropped at teardown."""
-    made = Logins(sql, roles)
-    try:
-        yield made
-    finally:
-        made.drop_all()
 
 
 BAD_ROWS: list[tuple[dict[str, Any], str]] = [

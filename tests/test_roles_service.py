@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -17,10 +16,10 @@ from psycopg import sql as pgsql
 
 from lg_deploy.db.roles import apply_roles
 from tests.conftest import LG_DEPLOY_COMMAND
+from tests.roles_fixtures import Logins
 from tests.test_roles import (
     PRODUCER,
     SERVICE,
-    Logins,
     count_rows,
     history,
     insert_row,
@@ -28,23 +27,6 @@ from tests.test_roles import (
 )
 
 SqlConn = psycopg.Connection[Any]
-
-
-@pytest.fixture
-async def roles(db_url: str) -> str:
-    """The test database with sql/roles.sql applied; its URL."""
-    await apply_roles(db_url)
-    return db_url
-
-
-@pytest.fixture
-def logins(roles: str, sql: SqlConn) -> Iterator[Logins]:
-    """Login roles on the test database, with the roles applied; dropped at teardown."""
-    made = Logins(sql, roles)
-    try:
-        yield made
-    finally:
-        made.drop_all()
 
 
 @pytest.mark.req("SEC-ROLES")

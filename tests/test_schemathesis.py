@@ -10,7 +10,6 @@ tests/test_http_errors.py.
 from __future__ import annotations
 
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,10 +29,8 @@ from starlette.testclient import TestClient
 from lg_deploy.http import create_app
 from lg_deploy.http.schemas import GRAPH_ID_PATTERN
 from lg_deploy.settings import load_settings
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import free_port, wait_until
+from tests.helpers import running_server
 
-START_SECONDS = 30.0
 REQUEST_SECONDS = 20.0
 API_KEY = "fuzz-key-0123456789"
 # Graphs positive cases run: fast ones (sleep is bounded by the run timeout, but slow).
@@ -51,30 +48,9 @@ SERVER_ENV = {
 
 @contextmanager
 def serving(env: dict[str, str], tmp_path: Path, **overrides: str) -> Iterator[str]:
-    """A running `lg-deploy serve` (env plus overrides) on a free port; yields its base URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    full_env = {**env, **SERVER_ENV, "LG_DEPLOY_PORT": str(port), **overrides}
-    full_env["LG_DEPLOY_HOST"] = "127.0.0.1"
-    log_path = tmp_path / f"serve-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*LG_DEPLOY_COMMAND, "serve"], env=full_env, cwd=tmp_path, stdout=log, stderr=log
-        )
-
-    def alive() -> bool:
-        assert process.poll() is None, log_path.read_text()
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_until(alive, START_SECONDS)
-        yield url
-    finally:
-        process.kill()
-        process.wait(10)
+    """A running `lg-deploy serve` (env, SERVER_ENV, overrides) on a free port; yields its URL."""
+    with running_server({**env, **SERVER_ENV, **overrides}, tmp_path) as server:
+        yield server.url
 
 
 @dataclass

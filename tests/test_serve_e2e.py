@@ -9,7 +9,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +20,10 @@ from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import free_port, json_lines, wait_until
+from tests.helpers import ServeProcess as Server
+from tests.helpers import running_server, wait_until
 
-START_SECONDS = 30.0
 WAIT_SECONDS = 15.0
-
-
-@dataclass
-class Server:
-    """One running `lg-deploy serve` process and where its stderr (JSON logs) goes."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    log_path: Path
-
-    def http(self) -> httpx.Client:
-        """An HTTP client of this server."""
-        return httpx.Client(base_url=self.url, timeout=30.0)
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        """The JSON log lines written so far."""
-        return json_lines(self.log_path)
-
-    def alive(self) -> bool:
-        """True while /healthz answers 200; fails at once if the process died."""
-        exited = self.process.poll()
-        assert exited is None, f"server exited with {exited}:\n{self.log_path.read_text()}"
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
-        except httpx.TransportError:
-            return False
-
 
 StartServer = Callable[..., Server]
 
@@ -58,31 +31,13 @@ StartServer = Callable[..., Server]
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[StartServer]:
     """Starts `lg-deploy serve` processes (env plus overrides); kills them all at teardown."""
-    servers: list[Server] = []
+    servers = ExitStack()
 
     def start(env: dict[str, str], **overrides: str) -> Server:
-        port = free_port()
-        full_env = {**env, "LG_DEPLOY_HOST": "127.0.0.1", "LG_DEPLOY_PORT": str(port), **overrides}
-        log_path = tmp_path / f"serve-{len(servers)}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [*LG_DEPLOY_COMMAND, "serve"],
-                env=full_env,
-                cwd=tmp_path,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-        server = Server(process, f"http://127.0.0.1:{port}", log_path)
-        servers.append(server)
-        wait_until(server.alive, START_SECONDS)
-        return server
+        return servers.enter_context(running_server({**env, **overrides}, tmp_path))
 
-    yield start
-    for server in servers:
-        if server.process.poll() is None:
-            server.process.kill()
-        server.process.wait(10)
+    with servers:
+        yield start
 
 
 def finished(client: httpx.Client, execution_id: str) -> dict[str, Any]:

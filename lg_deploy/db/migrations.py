@@ -11,6 +11,7 @@ from typing import LiteralString
 import psycopg
 
 from lg_deploy.db.queries import sql_root
+from lg_deploy.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +65,44 @@ async def migrate(conninfo: str, folder: Path | None = None) -> list[int]:
     async with await psycopg.AsyncConnection.connect(
         conninfo, autocommit=True, prepare_threshold=None
     ) as conn:
-        async with conn.transaction():
-            await _lock(conn)
-            await conn.execute(_CREATE_LEDGER)
-        for migration in migrations:
+        if not await _anything_pending(conn, migrations):
+            return applied_now  # no DDL at all, so a role without CREATE may start too
+        try:
             async with conn.transaction():
                 await _lock(conn)
-                if not await _is_applied(conn, migration.version):
-                    await _apply(conn, migration)
-                    applied_now.append(migration.version)
+                await conn.execute(_CREATE_LEDGER)
+            for migration in migrations:
+                async with conn.transaction():
+                    await _lock(conn)
+                    if not await _is_applied(conn, migration.version):
+                        await _apply(conn, migration)
+                        applied_now.append(migration.version)
+        except psycopg.errors.InsufficientPrivilege as error:
+            raise MigrationRefused(str(error).splitlines()[0]) from error
     return applied_now
+
+
+class MigrationRefused(ConfigError):
+    """Migrations are pending but this database user may not apply them."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"migrations are pending but this user may not apply them ({reason}): run"
+            " `lg-deploy migrate` as the schema owner, or start with"
+            " LG_DEPLOY_MIGRATE_ON_START=false once the owner has migrated"
+        )
+
+
+async def _anything_pending(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], migrations: list[Migration]
+) -> bool:
+    """Whether the ledger lacks any of `migrations` (True while it cannot be read)."""
+    try:
+        cursor = await conn.execute("SELECT version FROM lg_deploy.schema_migrations")
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InsufficientPrivilege):
+        return True
+    applied = {row[0] for row in await cursor.fetchall()}
+    return any(migration.version not in applied for migration in migrations)
 
 
 async def _lock(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
