@@ -12,6 +12,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.db.pool import open_pool
+from lg_deploy.db.queries import query
 from lg_deploy.queue import Listener, PostgresExecutionQueue
 from lg_deploy.queue.listener import QUEUED_CHANNEL
 from tests.helpers import wait_until_async
@@ -275,9 +276,9 @@ async def test_close_hands_back_claims_no_caller_took(
     with psycopg.connect(db_url) as locker:  # holds the claim UPDATE until the callers are gone
         locker.execute("LOCK TABLE lg_deploy.executions IN SHARE MODE")
         callers = [asyncio.create_task(queue.dequeue()) for _ in unstarted]
-        blocked_claims = (
+        blocked_claims = (  # the claim is the only statement here that can wait on a lock
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock' AND query LIKE '%SKIP LOCKED%'"
+            " AND wait_event_type = 'Lock' AND query LIKE '%lg_deploy.executions%'"
         )
         await wait_until_async(lambda: scalar(sql, blocked_claims) == 1)
         for caller in callers:
@@ -318,3 +319,30 @@ async def test_enqueue_notifies_the_id(make_queue: MakeQueue, db_url: str, sql: 
             async for notify in conn.notifies(timeout=2.0, stop_after=1)
         ]
     assert received == [(QUEUED_CHANNEL, execution_id)]
+
+
+def claim_buffers(sql: Sql, limit: int) -> tuple[int, int]:
+    """Run claim_executions once under EXPLAIN ANALYZE: (rows claimed, buffers it touched)."""
+    params = {"limit": limit, "worker_id": "w-plan", "lease_seconds": 30, "now": None}
+    explain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + query("claim_executions")
+    [[plan]] = sql.execute(explain, params).fetchone() or [[{}]]
+    top = plan["Plan"]
+    claimed = scalar(sql, "SELECT count(*) FROM lg_deploy.executions WHERE worker_id = 'w-plan'")
+    return claimed, top["Shared Hit Blocks"] + top["Shared Read Blocks"]
+
+
+@pytest.mark.req("PERF-CLAIM-SCHEDULED")
+def test_rows_due_later_add_no_work_to_a_claim(sql: Sql) -> None:
+    """50,000 rows due tomorrow (two priorities) leave a claim of 2 due rows as cheap as before."""
+    insert_rows(sql, 2)
+    claimed, baseline = claim_buffers(sql, 5)
+    assert claimed == 2
+    sql.execute(
+        "INSERT INTO lg_deploy.executions (graph_id, input, run_at, priority)"
+        " SELECT 'echo', '{}', now() + interval '1 day', i % 2 FROM generate_series(1, 50000) i"
+    )
+    sql.execute("ANALYZE lg_deploy.executions")
+    insert_rows(sql, 2)
+    claimed, touched = claim_buffers(sql, 5)
+    assert claimed == 4  # the 2 new due rows; none of tomorrow's
+    assert touched < baseline + 50, f"{touched} buffers against {baseline} without later rows"

@@ -39,13 +39,32 @@ RETURNING *;
 -- name: claim_executions
 -- Claim up to `limit` due QUEUED executions for one worker, highest priority then oldest first
 -- (database clock unless a time is given, as tests do); returns the claimed rows as now stored.
-WITH picked AS (
-    SELECT execution_id
-    FROM lg_deploy.executions
-    WHERE status = 'QUEUED' AND run_at <= COALESCE(%(now)s::timestamptz, now())
-    ORDER BY priority DESC, run_at, execution_id
+-- `levels` walks the priorities present (one index probe each), and each level is read as a
+-- range of due rows only: many rows due later never make a claim scan past them. The nested
+-- loop yields levels highest first and rows oldest first, and stops at `limit`, so only the
+-- rows it returns are locked.
+WITH RECURSIVE levels(priority) AS (
+    SELECT max(priority) FROM lg_deploy.executions WHERE status = 'QUEUED'
+    UNION ALL
+    SELECT (SELECT max(q.priority) FROM lg_deploy.executions q
+            WHERE q.status = 'QUEUED' AND q.priority < levels.priority)
+    FROM levels
+    WHERE levels.priority IS NOT NULL
+),
+picked AS (
+    SELECT due.execution_id
+    FROM levels
+    CROSS JOIN LATERAL (
+        SELECT q.execution_id
+        FROM lg_deploy.executions q
+        WHERE q.status = 'QUEUED'
+          AND q.priority = levels.priority
+          AND q.run_at <= COALESCE(%(now)s::timestamptz, now())
+        ORDER BY q.run_at, q.execution_id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS due
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE lg_deploy.executions e
 SET status = 'RUNNING',
