@@ -59,7 +59,7 @@ def describe_error(error: BaseException) -> str:
 
 
 class ExecutionWorker:
-    """Runs up to `concurrency` executions at once; one execution's failure never stops the rest."""
+    """Runs up to `concurrency` graphs at once, writing outcomes meanwhile; failures stay apart."""
 
     def __init__(
         self,
