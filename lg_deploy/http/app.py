@@ -20,6 +20,7 @@ from lg_deploy.http.langgraph_api import langgraph_routes
 from lg_deploy.http.middleware import RequestIdMiddleware
 from lg_deploy.http.openapi import build_openapi
 from lg_deploy.http.routes import routes
+from lg_deploy.http.startup import StartupErrors
 from lg_deploy.metrics import Metrics
 from lg_deploy.queue.protocol import ExecutionQueue
 from lg_deploy.runtime import open_runtime, runtime_over
@@ -73,6 +74,7 @@ def create_app(
             Route("/openapi.json", openapi_json, methods=["GET"]),
         ],
         middleware=[
+            Middleware(StartupErrors),
             Middleware(RequestIdMiddleware, metrics=metrics),
             Middleware(ApiKeyMiddleware, api_key=settings.api_key),
         ],
