@@ -29,6 +29,8 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from lg_deploy.db.migrations import migrate
 from lg_deploy.db.pool import open_pool
 from lg_deploy.models import ExecutionState
+from lg_deploy.store import InMemoryExecutionStore, PostgresExecutionStore
+from lg_deploy.store.protocol import ExecutionStore
 
 pytest_plugins = ["tests.traceability", "tests.roles_fixtures"]
 
@@ -125,6 +127,14 @@ async def pool(db_url: str) -> AsyncIterator[AsyncConnectionPool[Any]]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def store(request: pytest.FixtureRequest) -> ExecutionStore:
+    """Each store implementation; only the PostgreSQL one asks for a database."""
+    if request.param == "memory":
+        return InMemoryExecutionStore()
+    return PostgresExecutionStore(request.getfixturevalue("pool"))
 
 
 def make_state(**overrides: Any) -> ExecutionState:

@@ -17,14 +17,6 @@ from lg_deploy.store.protocol import ExecutionStore
 from tests.test_store_behaviour import COMPLETED, FAILED, QUEUED, RUNNING, bring_to, moved
 
 
-@pytest.fixture(params=["memory", "postgres"])
-def store(request: pytest.FixtureRequest) -> ExecutionStore:
-    """Each store implementation; only the PostgreSQL one asks for a database."""
-    if request.param == "memory":
-        return InMemoryExecutionStore()
-    return PostgresExecutionStore(request.getfixturevalue("pool"))
-
-
 @pytest.mark.req("PERF-BATCH")
 async def test_update_many_stores_each_and_refuses_only_the_impostor(store: ExecutionStore) -> None:
     """Three outcomes in one call: two stored, the one of a stale attempt refused alone."""

@@ -7,22 +7,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.models import ExecutionStatus, utcnow
-from lg_deploy.store.memory import InMemoryExecutionStore
-from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from tests.conftest import make_state
-
-
-@pytest.fixture(params=["memory", "postgres"])
-def store(request: pytest.FixtureRequest) -> ExecutionStore:
-    """Each store implementation; only the PostgreSQL one asks for a database."""
-    if request.param == "memory":
-        return InMemoryExecutionStore()
-    pool: AsyncConnectionPool[Any] = request.getfixturevalue("pool")
-    return PostgresExecutionStore(pool)
 
 
 @pytest.mark.req("DUR-CANCEL", "LLD-4.1")

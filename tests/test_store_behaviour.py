@@ -28,14 +28,6 @@ ALL_PAIRS = list(itertools.product(ExecutionStatus, repeat=2))
 INVALID_PAIRS = [(old, new) for old, new in ALL_PAIRS if not can_transition(old, new)]
 
 
-@pytest.fixture(params=["memory", "postgres"])
-def store(request: pytest.FixtureRequest) -> ExecutionStore:
-    """Each store implementation; only the PostgreSQL one asks for a database."""
-    if request.param == "memory":
-        return InMemoryExecutionStore()
-    return PostgresExecutionStore(request.getfixturevalue("pool"))
-
-
 def moved(state: ExecutionState, status: ExecutionStatus, **changes: Any) -> ExecutionState:
     """`state` asked to move to `status`; entering RUNNING claims it for worker-a."""
     if status == RUNNING and state.status != RUNNING:
