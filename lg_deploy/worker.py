@@ -102,6 +102,7 @@ class ExecutionWorker:
         self._idle: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._frees: dict[str, asyncio.Future[None]] = {}
+        self._recording: set[str] = set()  # their graph has run; only the outcome is left
         self._attempts: dict[str, int] = {}
         self._stop_reasons: dict[str, str] = {}
         self._timers: set[asyncio.Task[None]] = set()
@@ -155,6 +156,9 @@ class ExecutionWorker:
         self.leases.beat_now()
 
     def _interrupt(self, execution_id: str, reason: str) -> None:
+        """Stop a run whose graph is still running; an outcome being written keeps its fence."""
+        if execution_id in self._recording:
+            return
         task = self._running.get(execution_id)
         if task is not None and not task.done() and execution_id not in self._stop_reasons:
             self._stop_reasons[execution_id] = reason
@@ -167,6 +171,7 @@ class ExecutionWorker:
         for execution_id in asked:
             if (
                 execution_id not in renewal.held
+                and execution_id not in self._recording  # its outcome may be what ended the lease
                 and self._attempts.get(execution_id) == asked[execution_id]
             ):
                 logger.warning("lease of execution %s lost; stopping it here", execution_id)
@@ -190,7 +195,7 @@ class ExecutionWorker:
             self._running[execution_id] = task
             task.add_done_callback(functools.partial(self._forget, execution_id))
             try:
-                await asyncio.shield(freed)
+                await freed  # cancelling the slot cancels only this future, not the execution
             except asyncio.CancelledError:
                 if not task.done():
                     task.cancel()
@@ -198,8 +203,13 @@ class ExecutionWorker:
                     await task
                 raise
 
+    def _graph_done(self, execution_id: str) -> None:
+        """The graph of `execution_id` has run: nothing left to stop, and its slot is free."""
+        self._recording.add(execution_id)
+        self._free_slot(execution_id)
+
     def _free_slot(self, execution_id: str) -> None:
-        """The graph of `execution_id` has run: its slot may take the next one."""
+        """The slot running `execution_id` may take the next one."""
         freed = self._frees.pop(execution_id, None)
         if freed is not None and not freed.done():
             freed.set_result(None)
@@ -247,6 +257,7 @@ class ExecutionWorker:
                 return await self._interrupted(state, reason)
             finally:
                 self._attempts.pop(execution_id, None)
+                self._recording.discard(execution_id)
 
     async def _interrupted(self, state: ExecutionState, reason: str) -> ExecutionState | None:
         """A run was stopped on purpose: record "cancelled", or give up a lost lease."""
@@ -300,22 +311,24 @@ class ExecutionWorker:
                 waited = (state.started_at - state.run_at).total_seconds()
                 self.metrics.pickup_seconds.labels(state.graph_id).observe(max(0.0, waited))
         timeout = state.timeout_seconds or self.execution_timeout_seconds
+        deadline: asyncio.Timeout | None = None
         try:
-            async with asyncio.timeout(timeout):
-                output = await self.graphs.run(
-                    state.graph_id, state.input, thread_id=state.execution_id
-                )
-        except TimeoutError:
-            self._free_slot(state.execution_id)
-            return await self._record(
-                state, ExecutionStatus.FAILED, error=f"timed out after {timeout:g} s"
-            )
+            running = self.graphs.run(state.graph_id, state.input, thread_id=state.execution_id)
+            if timeout is None:
+                output = await running
+            else:
+                async with asyncio.timeout(timeout) as deadline:
+                    output = await running
         except Exception as exc:
-            self._free_slot(state.execution_id)
+            self._graph_done(state.execution_id)
+            if deadline is not None and deadline.expired():
+                return await self._record(
+                    state, ExecutionStatus.FAILED, error=f"timed out after {timeout:g} s"
+                )
             if self.retry.retries(exc, state.attempts, state.max_attempts):
                 return await self._retry_later(state, exc)
             return await self._record(state, ExecutionStatus.FAILED, error=describe_error(exc))
-        self._free_slot(state.execution_id)
+        self._graph_done(state.execution_id)
         return await self._record(state, ExecutionStatus.COMPLETED, output=output)
 
     async def _retry_later(self, state: ExecutionState, exc: Exception) -> ExecutionState | None:

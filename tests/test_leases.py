@@ -6,7 +6,7 @@ import asyncio
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from lg_deploy.db.pool import open_pool
+from lg_deploy.errors import LgDeployError
 from lg_deploy.graphs import GraphRegistry
 from lg_deploy.models import ExecutionEvent, ExecutionState, ExecutionStatus, LeaseRenewal, utcnow
 from lg_deploy.queue.postgres import PostgresExecutionQueue
@@ -327,6 +328,53 @@ async def test_worker_that_lost_its_lease_never_overwrites_the_next_attempt(
         (R, Q, "stalled", 1),
         (Q, R, "peer", 2),
         (R, C, "peer", 2),
+    ]
+
+
+class SlowOutcomes(RenewCounter):
+    """Outcomes are stored at once, but their writer hears back only when `gate` is set."""
+
+    def __init__(self, inner: ExecutionStore) -> None:
+        super().__init__(inner)
+        self.gate = asyncio.Event()
+
+    async def update_many(
+        self, states: Sequence[ExecutionState], *, expected_status: ExecutionStatus
+    ) -> list[ExecutionState | LgDeployError]:
+        """Store, then wait for the gate before answering."""
+        results = await self.inner.update_many(states, expected_status=expected_status)
+        await self.gate.wait()
+        return results
+
+
+@pytest.mark.req("DUR-LEASE", "WORKER-RENEWAL-RACE")
+async def test_a_renewal_racing_a_stored_outcome_stops_nothing(
+    pg: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A renewal that finds the row already COMPLETED is no lease loss: the run's outcome stands."""
+    store = SlowOutcomes(pg.store)
+    worker = pg_worker(pg, Gate("worker"), "worker", store=store)
+    worker.graphs.gate.set()  # type: ignore[attr-defined]
+    await worker.start()
+    execution_id = await new_id(pg.store, graph_id="anything")
+    await worker.queue.enqueue(execution_id)
+
+    async def stored() -> bool:
+        state = await pg.store.get(execution_id)
+        return state is not None and state.status == C
+
+    await wait_until_async(stored)
+    renewals = len(store.calls)
+    worker.check_cancellations()  # a renewal now: the row is COMPLETED, its writer not yet told
+    await wait_until_async(lambda: len(store.calls) > renewals)
+    await asyncio.sleep(0.1)  # the renewal's answer is handled
+    store.gate.set()
+    await wait_until_async(lambda: worker.running_ids == [])
+    assert not [r.message for r in caplog.records if "lost" in r.message or "abandon" in r.message]
+    assert path(await pg.store.events(execution_id)) == [
+        (None, Q, None, 0),
+        (Q, R, "worker", 1),
+        (R, C, "worker", 1),
     ]
 
 

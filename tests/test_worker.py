@@ -48,9 +48,15 @@ async def nan_output(inputs: dict[str, Any]) -> Any:
 @entrypoint()
 async def nul_output(inputs: dict[str, Any]) -> Any:
     return {"text": "a\\x00b"}
+
+
+@entrypoint()
+async def own_timeout(inputs: dict[str, Any]) -> Any:
+    raise TimeoutError("model call timed out")
 """
 ODD_GRAPHS = {
-    name: f"./odd_graphs.py:{name}" for name in ("set_output", "nan_output", "nul_output")
+    name: f"./odd_graphs.py:{name}"
+    for name in ("set_output", "nan_output", "nul_output", "own_timeout")
 }
 
 
@@ -275,8 +281,9 @@ async def test_worker_runs_alone_with_fake_store_queue_and_graphs() -> None:
         ("set_output", {}, ["not JSON-serialisable"]),
         ("nan_output", {}, ["not JSON-serialisable", "NaN"]),
         ("nul_output", {}, ["not JSON-serialisable", "NUL"]),
+        ("own_timeout", {}, ["TimeoutError: model call timed out"]),
     ],
-    ids=["fail", "unknown-graph", "set", "nan", "nul"],
+    ids=["fail", "unknown-graph", "set", "nan", "nul", "graph-raised-timeout"],
 )
 async def test_failing_execution_is_recorded_and_harms_no_other(
     backend: Backend,
@@ -306,15 +313,20 @@ async def test_failing_execution_is_recorded_and_harms_no_other(
 async def test_hanging_graph_times_out_while_others_complete(
     backend: Backend, registry: GraphRegistry
 ) -> None:
-    """A graph running past execution_timeout_seconds ends FAILED "timed out"; others complete."""
+    """A graph running past execution_timeout_seconds ends FAILED "timed out"; others complete.
+
+    A graph that raises TimeoutError itself, well within the deadline, fails with its own error.
+    """
     worker = backend.worker(registry, concurrency=3, execution_timeout_seconds=0.5)
     await worker.start()
     hanging = await backend.submit(worker, graph_id="sleep", input={"seconds": 3600})
+    own = await backend.submit(worker, graph_id="own_timeout", input={})
     echoes = await submit_echoes(backend, worker, 5)
     await assert_echoes_completed(backend, echoes)
     state = await backend.final(hanging)
     assert state.status == ExecutionStatus.FAILED
     assert state.error == "timed out after 0.5 s"
+    assert (await backend.final(own)).error == "TimeoutError: model call timed out"
     await assert_echoes_completed(backend, await submit_echoes(backend, worker, 2))
 
 
