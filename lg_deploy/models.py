@@ -127,7 +127,7 @@ class ExecutionState(BaseModel):
 
     def evolve(self, **changes: Any) -> ExecutionState:
         """A validated copy with `changes` applied."""
-        return ExecutionState.model_validate({**self.model_dump(), **changes})
+        return ExecutionState.model_validate({**self.__dict__, **changes})
 
 
 class ExecutionEvent(BaseModel):

@@ -107,6 +107,29 @@ async def test_a_dequeued_row_is_running_for_this_worker(make_queue: MakeQueue, 
     assert queue.claimed_total == 1
 
 
+@pytest.mark.req("CARD-CLAIM", "SEC-BAD-ROWS")
+async def test_a_row_the_model_would_refuse_does_not_sink_its_claim(
+    make_queue: MakeQueue, sql: Sql
+) -> None:
+    """Idempotency keys the API refuses ('' and 300 characters), inserted by SQL, still run."""
+    keys = ["", "k" * 300]
+    odd = [
+        scalar(
+            sql,
+            "INSERT INTO lg_deploy.executions (graph_id, input, idempotency_key)"
+            " VALUES ('echo', '{}', %s) RETURNING execution_id::text",
+            key,
+        )
+        for key in keys
+    ]
+    plain = insert_rows(sql, 3)
+    queue = make_queue()
+    ids = await asyncio.gather(*(asyncio.wait_for(queue.dequeue(), WAIT_SECONDS) for _ in "abcde"))
+    assert sorted(ids) == sorted(odd + plain)
+    assert [queue.claimed(i).idempotency_key for i in odd] == keys  # type: ignore[union-attr]
+    assert count_running(sql) == 5
+
+
 @pytest.mark.req("CARD-CLAIM", "LLD-10")
 async def test_claims_are_sized_to_the_waiting_callers(make_queue: MakeQueue, sql: Sql) -> None:
     """With 10 due rows and 3 waiting callers the queue claims 3 rows, in one statement."""

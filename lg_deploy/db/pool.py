@@ -1,4 +1,4 @@
-"""The connection pool: opened explicitly, autocommit; connections idle 1 s or more are checked."""
+"""The connection pool: opened explicitly, autocommit, fast jsonb decoding; idle ones checked."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import weakref
 from typing import Any
 
 import psycopg
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
+
+from lg_deploy.db import jsonb
 
 POOL_OPEN_TIMEOUT_SECONDS = 30.0
 APPLICATION_NAME = "lg-deploy"
@@ -41,6 +44,9 @@ async def open_pool(
     async def stamp(conn: psycopg.AsyncConnection[Any]) -> None:
         returned_at[conn] = time.monotonic()
 
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        set_json_loads(jsonb.loads, conn)
+
     async def check(conn: psycopg.AsyncConnection[Any]) -> None:
         if time.monotonic() - returned_at.get(conn, float("-inf")) < CHECK_IDLE_SECONDS:
             return
@@ -61,6 +67,7 @@ async def open_pool(
         min_size=min_size,
         max_size=max_size,
         kwargs=kwargs,
+        configure=configure,
         check=check,
         reset=stamp,
         open=False,

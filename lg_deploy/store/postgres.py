@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, LiteralString
@@ -31,12 +32,33 @@ from lg_deploy.models import (
 from lg_deploy.store.memory import check_new
 from lg_deploy.store.protocol import check_transition, explain_refusal
 
+# The columns `update_executions` returns: the guard trigger may set them, the rest are as sent.
+DECIDED_BY_DATABASE = (
+    "status",
+    "error",
+    "worker_id",
+    "lease_expires_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "cancel_requested_at",
+)
+
+
+STATE_FIELDS = tuple(ExecutionState.model_fields)
+
 
 def row_to_state(row: dict[str, Any]) -> ExecutionState:
-    """The one place a lg_deploy.executions row becomes an ExecutionState."""
-    fields = {name: row[name] for name in ExecutionState.model_fields}
+    """The one place a lg_deploy.executions row becomes an ExecutionState; it never refuses one.
+
+    The table's CHECK constraints already hold every row, so the row is taken as it is: a value
+    the model would refuse (an empty idempotency key inserted by SQL, say) must not make the row
+    unreadable, or sink the claim that picked it up with its batch-mates.
+    """
+    fields = {name: row[name] for name in STATE_FIELDS}
     fields["execution_id"] = str(row["execution_id"])
-    return ExecutionState.model_validate(fields)
+    fields["status"] = ExecutionStatus(row["status"])
+    return ExecutionState.model_construct(**fields)
 
 
 class PostgresExecutionStore:
@@ -126,15 +148,15 @@ class PostgresExecutionStore:
         elif wanted:
             try:
                 rows = await self._fetch_all(
-                    query("update_executions"), _update_arrays(wanted, expected_status)
+                    query("update_executions"), _update_document(wanted, expected_status)
                 )
             except psycopg.errors.CheckViolation:
                 rows = None
-            stored = {str(row["execution_id"]): row for row in rows or ()}
+            stored = {row["execution_id"]: row for row in rows or ()}
             for number, state in wanted:
                 row = stored.get(state.execution_id)
                 if row is not None:
-                    results[number] = row_to_state(row)
+                    results[number] = _as_stored(state, row)
                 else:  # lost a race, or the statement was refused: this one alone says why
                     results[number] = await self._update_or_refusal(state, expected_status)
         return [result for result in results if result is not None]
@@ -229,24 +251,40 @@ class PostgresExecutionStore:
             return row
 
 
-def _update_arrays(
+def _update_document(
     wanted: list[tuple[int, ExecutionState]], expected_status: ExecutionStatus
 ) -> dict[str, Any]:
-    """The parallel arrays `update_executions` takes, one element per state."""
-    states = [state for _number, state in wanted]
-    return {
-        "execution_ids": [state.execution_id for state in states],
-        "statuses": [state.status.value for state in states],
-        "outputs": [None if state.output is None else Jsonb(state.output) for state in states],
-        "errors": [state.error for state in states],
-        "attempts": [state.attempts for state in states],
-        "max_attempts": [state.max_attempts for state in states],
-        "priorities": [state.priority for state in states],
-        "run_ats": [state.run_at for state in states],
-        "worker_ids": [state.worker_id for state in states],
-        "lease_expires_ats": [state.lease_expires_at for state in states],
-        "expected_status": expected_status,
-    }
+    """The parameters of `update_executions`: one JSON array, one object per state.
+
+    One JSON text costs the client far less than ten typed arrays (see docs/benchmarks.md).
+    """
+    rows = [
+        {
+            "execution_id": state.execution_id,
+            "status": state.status.value,
+            "output": state.output,
+            "error": state.error,
+            "attempts": state.attempts,
+            "max_attempts": state.max_attempts,
+            "priority": state.priority,
+            "run_at": state.run_at.isoformat(),
+            "worker_id": state.worker_id,
+            "lease_expires_at": _iso(state.lease_expires_at),
+        }
+        for _number, state in wanted
+    ]
+    return {"rows": json.dumps(rows), "expected_status": expected_status}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _as_stored(sent: ExecutionState, row: dict[str, Any]) -> ExecutionState:
+    """The state `update_executions` stored: what was sent, with the columns it returned."""
+    decided = {name: row[name] for name in DECIDED_BY_DATABASE}
+    decided["status"] = ExecutionStatus(row["status"])
+    return sent.model_copy(update=decided)
 
 
 def _first_line(error: psycopg.Error) -> str:

@@ -196,8 +196,10 @@ SELECT to_regclass('lg_deploy.checkpoints') IS NOT NULL;
 SELECT max(v) FROM lg_deploy.checkpoint_migrations;
 
 -- name: update_executions
--- update_execution for many rows in one statement (parallel arrays, one element per row); a row
--- not returned was not found or lost the race. The fencing is update_execution's.
+-- update_execution for many rows in one statement: %(rows)s is a JSON array with one object per
+-- row. A row not returned was not found or lost the race. The fencing is update_execution's.
+-- It returns only the columns the database decides (the guard trigger may change them); the
+-- caller already holds the rest, as it sent them.
 UPDATE lg_deploy.executions e
 SET status = u.status,
     output = u.output,
@@ -208,13 +210,12 @@ SET status = u.status,
     run_at = u.run_at,
     worker_id = u.worker_id,
     lease_expires_at = u.lease_expires_at
-FROM unnest(%(execution_ids)s::uuid[], %(statuses)s::text[], %(outputs)s::jsonb[],
-            %(errors)s::text[], %(attempts)s::integer[], %(max_attempts)s::integer[],
-            %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(worker_ids)s::text[],
-            %(lease_expires_ats)s::timestamptz[])
-     AS u(execution_id, status, output, error, attempts, max_attempts, priority, run_at,
-          worker_id, lease_expires_at)
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+     AS u(execution_id uuid, status text, output jsonb, error text, attempts integer,
+          max_attempts integer, priority smallint, run_at timestamptz, worker_id text,
+          lease_expires_at timestamptz)
 WHERE e.execution_id = u.execution_id
   AND e.status = %(expected_status)s
   AND (e.status <> 'RUNNING' OR (e.attempts = u.attempts AND e.worker_id = u.worker_id))
-RETURNING e.*;
+RETURNING e.execution_id::text, e.status, e.error, e.worker_id, e.lease_expires_at,
+          e.started_at, e.finished_at, e.updated_at, e.cancel_requested_at;

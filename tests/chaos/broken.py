@@ -73,15 +73,14 @@ SET status = u.status,
     run_at = u.run_at,
     worker_id = u.worker_id,
     lease_expires_at = u.lease_expires_at
-FROM unnest(%(execution_ids)s::uuid[], %(statuses)s::text[], %(outputs)s::jsonb[],
-            %(errors)s::text[], %(attempts)s::integer[], %(max_attempts)s::integer[],
-            %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(worker_ids)s::text[],
-            %(lease_expires_ats)s::timestamptz[])
-     AS u(execution_id, status, output, error, attempts, max_attempts, priority, run_at,
-          worker_id, lease_expires_at)
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+     AS u(execution_id uuid, status text, output jsonb, error text, attempts integer,
+          max_attempts integer, priority smallint, run_at timestamptz, worker_id text,
+          lease_expires_at timestamptz)
 WHERE e.execution_id = u.execution_id
   AND e.status = %(expected_status)s
-RETURNING e.*
+RETURNING e.execution_id::text, e.status, e.error, e.worker_id, e.lease_expires_at,
+          e.started_at, e.finished_at, e.updated_at, e.cancel_requested_at
 """,
 }
 DEFAULT_BROKEN = ("update_execution", "update_executions", "renew_leases")
