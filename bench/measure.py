@@ -75,29 +75,53 @@ def drain(server: Server, sizes: Sizes, processes: int) -> Result:
         server.drop_database(url)
 
 
-def graph_only(server: Server, sizes: Sizes) -> Result:
-    """The no-op graph through GraphRegistry.run in a loop: no queue, no database."""
-    code = (
-        "import asyncio, json, time, uuid, sys\n"
-        "from lg_deploy.graphs import GraphRegistry\n"
-        "from bench.graphs import SPECS\n"
-        "async def main(n):\n"
-        "    reg = GraphRegistry(SPECS); reg.load_all()\n"
-        "    for _ in range(200): await reg.run('noop', {'n': 1}, thread_id=str(uuid.uuid4()))\n"
-        "    start = time.perf_counter()\n"
-        "    for _ in range(n): await reg.run('noop', {'n': 1}, thread_id=str(uuid.uuid4()))\n"
-        "    print(json.dumps(n / (time.perf_counter() - start)))\n"
-        "asyncio.run(main(int(sys.argv[1])))\n"
-    )
+GRAPH_LOOP = """
+import asyncio, json, sys, time, uuid
+from lg_deploy.graphs import GraphRegistry
+from bench.graphs import SPECS
+
+async def main(graph_id, count, loops):
+    registry = GraphRegistry(SPECS)
+    registry.load_all()
+    for _ in range(min(200, count)):
+        await registry.run(graph_id, {"n": 1}, thread_id=str(uuid.uuid4()))
+    left = count
+
+    async def loop():
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await registry.run(graph_id, {"n": 1}, thread_id=str(uuid.uuid4()))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(loops)))
+    print(json.dumps(count / (time.perf_counter() - start)))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+"""
+
+
+def graph_loop(graph_id: str, count: int, loops: int = 1) -> float:
+    """Invocations/s of `graph_id` via GraphRegistry.run in `loops` concurrent loops, no queue."""
     done = subprocess.run(
-        [sys.executable, "-c", code, str(sizes.graph_only)],
+        [sys.executable, "-c", GRAPH_LOOP, graph_id, str(count), str(loops)],
         cwd=procs.ROOT,
         env={**os.environ, "PYTHONPATH": str(procs.ROOT)},
         capture_output=True,
         text=True,
         check=True,
     )
-    return {"invocations/s": float(done.stdout.strip().splitlines()[-1])}
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def graph_only(server: Server, sizes: Sizes) -> Result:
+    """The no-op graph through GraphRegistry.run in one loop: no queue, no database."""
+    return {"invocations/s": graph_loop("noop", sizes.graph_only)}
+
+
+def graph_only_sleep(server: Server, sizes: Sizes) -> Result:
+    """The 50 ms graph in as many concurrent loops as the worker has slots; no queue, no DB."""
+    return {"invocations/s": graph_loop("sleep50", sizes.sleep_count, sizes.sleep_concurrency)}
 
 
 CLAIM_ONE = (

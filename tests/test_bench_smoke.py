@@ -17,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {
-    "graph-only": ["invocations/s"],
+    "graph-only (no-op graph": ["invocations/s"],
+    "graph-only (50 ms graph": ["invocations/s"],
     "drain 200 no-op, 1 process": ["executions/s"],
     "drain 200 no-op, 2 processes": ["executions/s"],
     "raw SQL (pgbench) claim+complete, 1 per": ["executions/s"],
