@@ -271,6 +271,11 @@ def _jsonable_record(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+def storable_text(text: str) -> str:
+    """`text` with what PostgreSQL cannot store in text (NUL, surrogates) replaced by U+FFFD."""
+    return _UNSTORABLE_CHAR.sub("\ufffd", text)
+
+
 def _unstorable_text(value: object) -> str | None:
     """Why some key or string of plain JSON data cannot go into jsonb, or None."""
     pending = [value]

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from lg_deploy.errors import LgDeployError
+from lg_deploy.graphs import storable_text
 from lg_deploy.leases import LeaseKeeper
 from lg_deploy.logs import bound
 from lg_deploy.metrics import Metrics
@@ -51,10 +52,10 @@ def make_worker_id() -> str:
 
 
 def describe_error(error: BaseException) -> str:
-    """A readable one-line error for the `error` column."""
+    """A readable one-line error for the `error` column (text PostgreSQL can store)."""
     if isinstance(error, LgDeployError):
-        return str(error)
-    text = str(error).strip()
+        return storable_text(str(error))
+    text = storable_text(str(error).strip())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 

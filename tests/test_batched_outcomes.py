@@ -68,6 +68,23 @@ async def test_a_row_a_constraint_refuses_does_not_sink_its_batch(
     assert (await store.get(bad.execution_id)) == bad
 
 
+@pytest.mark.req("PERF-BATCH")
+async def test_a_value_postgresql_cannot_store_does_not_sink_its_batch(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    """An error text with a NUL character is refused for its row alone; the others are stored."""
+    store = PostgresExecutionStore(pool)
+    good, bad = await bring_to(store, RUNNING), await bring_to(store, RUNNING)
+    results = await store.update_many(
+        [moved(good, COMPLETED), moved(bad, FAILED, error="bad\x00byte")],
+        expected_status=RUNNING,
+    )
+    assert isinstance(results[0], ExecutionState)
+    assert results[0].status == COMPLETED
+    assert isinstance(results[1], InvalidTransition)
+    assert (await store.get(bad.execution_id)) == bad
+
+
 class GatedStore:
     """Wraps a store: records each update_many batch; the first waits until `gate` is set."""
 

@@ -53,10 +53,15 @@ async def nul_output(inputs: dict[str, Any]) -> Any:
 @entrypoint()
 async def own_timeout(inputs: dict[str, Any]) -> Any:
     raise TimeoutError("model call timed out")
+
+
+@entrypoint()
+async def nul_error(inputs: dict[str, Any]) -> Any:
+    raise RuntimeError("bad\\x00byte")
 """
 ODD_GRAPHS = {
     name: f"./odd_graphs.py:{name}"
-    for name in ("set_output", "nan_output", "nul_output", "own_timeout")
+    for name in ("set_output", "nan_output", "nul_output", "own_timeout", "nul_error")
 }
 
 
@@ -282,8 +287,9 @@ async def test_worker_runs_alone_with_fake_store_queue_and_graphs() -> None:
         ("nan_output", {}, ["not JSON-serialisable", "NaN"]),
         ("nul_output", {}, ["not JSON-serialisable", "NUL"]),
         ("own_timeout", {}, ["TimeoutError: model call timed out"]),
+        ("nul_error", {}, ["RuntimeError: bad\ufffdbyte"]),
     ],
-    ids=["fail", "unknown-graph", "set", "nan", "nul", "graph-raised-timeout"],
+    ids=["fail", "unknown-graph", "set", "nan", "nul", "graph-raised-timeout", "nul-in-error"],
 )
 async def test_failing_execution_is_recorded_and_harms_no_other(
     backend: Backend,

@@ -120,7 +120,7 @@ class PostgresExecutionStore:
         )
         try:
             row = await self._fetch_one(query("update_execution"), params)
-        except psycopg.errors.CheckViolation as error:
+        except (psycopg.errors.CheckViolation, psycopg.DataError) as error:
             raise InvalidTransition(state.execution_id, _first_line(error)) from error
         if row is None:
             stored = await self.get(state.execution_id)
@@ -132,7 +132,8 @@ class PostgresExecutionStore:
     ) -> list[ExecutionState | LgDeployError]:
         """`update` of every state in one statement; the stored state or the refusal of each.
 
-        A constraint that refuses one row refuses the statement, so then each is updated alone.
+        A constraint or a value that refuses one row refuses the statement, so then each is
+        updated alone, and only the row at fault gets the refusal.
         """
         results: list[ExecutionState | LgDeployError | None] = [None] * len(states)
         wanted: list[tuple[int, ExecutionState]] = []
@@ -150,8 +151,8 @@ class PostgresExecutionStore:
                 rows = await self._fetch_all(
                     query("update_executions"), _update_document(wanted, expected_status)
                 )
-            except psycopg.errors.CheckViolation:
-                rows = None
+            except (psycopg.errors.CheckViolation, psycopg.DataError):
+                rows = None  # one row's value sank the statement: each is written alone below
             stored = {row["execution_id"]: row for row in rows or ()}
             for number, state in wanted:
                 row = stored.get(state.execution_id)
