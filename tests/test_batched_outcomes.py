@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -52,33 +52,24 @@ async def test_update_many_refuses_a_transition_the_lifecycle_forbids(
     assert (await store.get(running.execution_id)) == running
 
 
-@pytest.mark.req("PERF-BATCH")
-async def test_a_row_a_constraint_refuses_does_not_sink_its_batch(
-    pool: AsyncConnectionPool[Any],
-) -> None:
-    """QUEUED with no attempts left breaks a table constraint; its batch-mates are still stored."""
-    store = PostgresExecutionStore(pool)
-    good, bad = await bring_to(store, RUNNING), await bring_to(store, RUNNING)
-    # The model refuses to build this state; copied unvalidated, only the database can refuse it.
-    exhausted = bad.model_copy(update={"status": QUEUED, "max_attempts": bad.attempts})
-    results = await store.update_many([moved(good, COMPLETED), exhausted], expected_status=RUNNING)
-    assert isinstance(results[0], ExecutionState)
-    assert results[0].status == COMPLETED
-    assert isinstance(results[1], InvalidTransition)
-    assert (await store.get(bad.execution_id)) == bad
+def _exhausted(state: ExecutionState) -> ExecutionState:
+    """QUEUED with no attempts left: the model refuses it, so it is copied unvalidated."""
+    return state.model_copy(update={"status": QUEUED, "max_attempts": state.attempts})
 
 
 @pytest.mark.req("PERF-BATCH")
-async def test_a_value_postgresql_cannot_store_does_not_sink_its_batch(
-    pool: AsyncConnectionPool[Any],
+@pytest.mark.parametrize(
+    "spoil",
+    [_exhausted, lambda state: moved(state, FAILED, error="bad\x00byte")],
+    ids=["check-constraint", "nul-in-text"],
+)
+async def test_a_row_the_database_refuses_does_not_sink_its_batch(
+    pool: AsyncConnectionPool[Any], spoil: Callable[[ExecutionState], ExecutionState]
 ) -> None:
-    """An error text with a NUL character is refused for its row alone; the others are stored."""
+    """A row a CHECK or a text value refuses is refused alone; its batch-mate is stored."""
     store = PostgresExecutionStore(pool)
     good, bad = await bring_to(store, RUNNING), await bring_to(store, RUNNING)
-    results = await store.update_many(
-        [moved(good, COMPLETED), moved(bad, FAILED, error="bad\x00byte")],
-        expected_status=RUNNING,
-    )
+    results = await store.update_many([moved(good, COMPLETED), spoil(bad)], expected_status=RUNNING)
     assert isinstance(results[0], ExecutionState)
     assert results[0].status == COMPLETED
     assert isinstance(results[1], InvalidTransition)
