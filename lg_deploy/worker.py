@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -249,7 +250,7 @@ class ExecutionWorker:
             self._attempts[execution_id] = state.attempts
             try:
                 logger.info("execution started")
-                return await self._run_and_record(state)
+                return await self._run_and_record(state, time.monotonic())
             except asyncio.CancelledError:
                 reason = self._stop_reasons.get(execution_id)
                 if reason is None:  # the worker is stopping
@@ -305,7 +306,8 @@ class ExecutionWorker:
         self._timers.add(task)
         task.add_done_callback(self._timers.discard)
 
-    async def _run_and_record(self, state: ExecutionState) -> ExecutionState | None:
+    async def _run_and_record(self, state: ExecutionState, began: float) -> ExecutionState | None:
+        """Run the graph of a RUNNING state that began here at monotonic time `began`."""
         if self.metrics is not None:
             self.metrics.started.labels(state.graph_id).inc()
             if state.started_at is not None:
@@ -327,17 +329,20 @@ class ExecutionWorker:
                     state, ExecutionStatus.FAILED, error=f"timed out after {timeout:g} s"
                 )
             if self.retry.retries(exc, state.attempts, state.max_attempts):
-                return await self._retry_later(state, exc)
+                return await self._retry_later(state, exc, began)
             return await self._record(state, ExecutionStatus.FAILED, error=describe_error(exc))
         self._graph_done(state.execution_id)
         return await self._record(state, ExecutionStatus.COMPLETED, output=output)
 
-    async def _retry_later(self, state: ExecutionState, exc: Exception) -> ExecutionState | None:
+    async def _retry_later(
+        self, state: ExecutionState, exc: Exception, began: float
+    ) -> ExecutionState | None:
+        """QUEUED again after a backoff, timed on the database clock (see `_database_now`)."""
         delay = self.retry.delay_seconds(state.attempts)
         error = (
             f"{describe_error(exc)} (attempt {state.attempts} of {state.max_attempts}; retrying)"
         )
-        run_at = utcnow() + timedelta(seconds=delay)
+        run_at = _database_now(state, began) + timedelta(seconds=delay)
         stored = await self._record(state, ExecutionStatus.QUEUED, error=error, run_at=run_at)
         if stored is not None:
             self._enqueue_later(state.execution_id, delay)
@@ -403,6 +408,16 @@ class ExecutionWorker:
                 await self.queue.enqueue(state.execution_id)
         except Exception as error:
             logger.warning("could not hand back execution: %s", error)
+
+
+def _database_now(state: ExecutionState, began: float) -> datetime:
+    """The store's clock now: its `started_at` for this run plus the time elapsed here since.
+
+    A worker whose own clock is off would otherwise shift every backoff by its error.
+    """
+    if state.started_at is None:
+        return utcnow()
+    return state.started_at + timedelta(seconds=time.monotonic() - began)
 
 
 def _uncancel() -> None:

@@ -13,16 +13,18 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from lg_deploy import worker as worker_module
 from lg_deploy.db.pool import open_pool
 from lg_deploy.errors import GraphOutputError, UnknownGraph
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
 from lg_deploy.http import create_app
-from lg_deploy.models import ExecutionStatus
+from lg_deploy.models import ExecutionStatus, utcnow
 from lg_deploy.retry import RetryPolicy
 from lg_deploy.settings import load_settings
 from lg_deploy.store.postgres import PostgresExecutionStore
 from tests import test_worker as support
 from tests.conftest import make_state
+from tests.helpers import wait_until_async
 from tests.test_worker import Backend
 
 backend_url = support.backend_url
@@ -153,6 +155,29 @@ async def test_failing_graph_is_retried_until_max_attempts(backend: Backend) -> 
     for retry_number, (back, again) in enumerate([(events[2], events[3]), (events[4], events[5])]):
         least_wait = BACKOFF_SECONDS * 2**retry_number / 2
         assert again.at - back.at >= timedelta(seconds=least_wait) - timedelta(milliseconds=5)
+
+
+@pytest.mark.req("DUR-RETRY", "DUR-CLOCK")
+async def test_a_worker_clock_an_hour_fast_does_not_shift_the_backoff(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry's run_at is the store's clock plus the backoff, whatever the worker's clock."""
+    monkeypatch.setattr(worker_module, "utcnow", lambda: utcnow() + timedelta(hours=1))
+    slow = RetryPolicy(retry_on_error=True, backoff_seconds=20.0, backoff_max_seconds=20.0)
+    worker = backend.worker(GraphRegistry(DEFAULT_GRAPHS), retry=slow)
+    await worker.start()
+    execution_id = await backend.submit(worker, graph_id="fail", input={"message": "boom"})
+
+    async def requeued() -> bool:
+        state = await backend.store.get(execution_id)
+        return state is not None and (state.status, state.attempts) == (Q, 1)
+
+    await wait_until_async(requeued)
+    state = await backend.store.get(execution_id)
+    assert state is not None
+    [back] = [e for e in await backend.store.events(execution_id) if e.from_status == R]
+    backoff = state.run_at - back.at
+    assert timedelta(seconds=9) <= backoff <= timedelta(seconds=21), backoff  # 10-20 s, jittered
 
 
 @pytest.mark.req("DUR-RETRY")
