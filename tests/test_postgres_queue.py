@@ -111,7 +111,7 @@ async def test_a_dequeued_row_is_running_for_this_worker(make_queue: MakeQueue, 
 async def test_a_row_the_model_would_refuse_does_not_sink_its_claim(
     make_queue: MakeQueue, sql: Sql
 ) -> None:
-    """Idempotency keys the API refuses ('' and 300 characters), inserted by SQL, still run."""
+    """Rows with idempotency keys the API refuses ('' and 300 characters) are claimed as well."""
     keys = ["", "k" * 300]
     odd = [
         scalar(
