@@ -23,7 +23,7 @@ from lg_deploy.models import ExecutionState, ExecutionStatus
 from lg_deploy.queue.listener import CANCEL_CHANNEL, Listener
 from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.queue.postgres import PostgresExecutionQueue
-from lg_deploy.queue.protocol import ExecutionQueue
+from lg_deploy.queue.protocol import ClaimingQueue, ExecutionQueue
 from lg_deploy.retention import retention_loop
 from lg_deploy.retry import RetryPolicy
 from lg_deploy.settings import Settings
@@ -51,10 +51,10 @@ class Runtime:
     async def announce(self, execution_id: str) -> None:
         """Wake a worker for an execution just stored as QUEUED.
 
-        In PostgreSQL the insert trigger has already notified every process, so only this
-        process's claimer is nudged; a memory queue is handed the id.
+        A claiming queue already holds the row (in PostgreSQL the insert trigger has notified
+        every process), so only this process's claimer is nudged; a memory queue gets the id.
         """
-        if isinstance(self.queue, PostgresExecutionQueue):
+        if isinstance(self.queue, ClaimingQueue):
             self.queue.wake()
         else:
             await self.queue.enqueue(execution_id)

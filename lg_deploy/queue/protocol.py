@@ -21,8 +21,16 @@ class ExecutionQueue(Protocol):
 
 @runtime_checkable
 class ClaimingQueue(ExecutionQueue, Protocol):
-    """A queue whose dequeue claims the row (RUNNING, for this worker) and keeps what it stored."""
+    """A queue that is the store's table: dequeue claims the row, and keeps what it stored.
+
+    A row stored QUEUED is already in such a queue (and the store announced it), so a caller
+    that has just stored one only wakes the local claimer instead of enqueueing the id.
+    """
 
     def claimed(self, execution_id: str) -> ExecutionState | None:
         """The state the claim of a dequeued id stored (handed over once), else None."""
+        ...
+
+    def wake(self) -> None:
+        """Claim again now instead of at the next poll."""
         ...
