@@ -26,7 +26,7 @@ from lg_deploy.models import (
     StatusCount,
     utcnow,
 )
-from lg_deploy.store.protocol import check_transition, explain_refusal
+from lg_deploy.store.protocol import check_transition, explain_refusal, update_or_refusal
 
 
 class InMemoryExecutionStore:
@@ -79,13 +79,7 @@ class InMemoryExecutionStore:
         self, states: Sequence[ExecutionState], *, expected_status: ExecutionStatus
     ) -> list[ExecutionState | LgDeployError]:
         """`update` of each state in turn; the stored state or the refusal of each."""
-        results: list[ExecutionState | LgDeployError] = []
-        for state in states:
-            try:
-                results.append(await self.update(state, expected_status=expected_status))
-            except LgDeployError as refused:
-                results.append(refused)
-        return results
+        return [await update_or_refusal(self, state, expected_status) for state in states]
 
     async def list_executions(
         self,

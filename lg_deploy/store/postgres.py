@@ -30,7 +30,7 @@ from lg_deploy.models import (
     StatusCount,
 )
 from lg_deploy.store.memory import check_new
-from lg_deploy.store.protocol import check_transition, explain_refusal
+from lg_deploy.store.protocol import check_transition, explain_refusal, update_or_refusal
 
 # The columns `update_executions` returns: the guard trigger may set them, the rest are as sent.
 DECIDED_BY_DATABASE = (
@@ -145,7 +145,7 @@ class PostgresExecutionStore:
                 results[number] = refused
         if len(wanted) == 1:
             number, state = wanted[0]
-            results[number] = await self._update_or_refusal(state, expected_status)
+            results[number] = await update_or_refusal(self, state, expected_status)
         elif wanted:
             try:
                 rows = await self._fetch_all(
@@ -159,16 +159,8 @@ class PostgresExecutionStore:
                 if row is not None:
                     results[number] = _as_stored(state, row)
                 else:  # lost a race, or the statement was refused: this one alone says why
-                    results[number] = await self._update_or_refusal(state, expected_status)
+                    results[number] = await update_or_refusal(self, state, expected_status)
         return [result for result in results if result is not None]
-
-    async def _update_or_refusal(
-        self, state: ExecutionState, expected_status: ExecutionStatus
-    ) -> ExecutionState | LgDeployError:
-        try:
-            return await self.update(state, expected_status=expected_status)
-        except LgDeployError as refused:
-            return refused
 
     async def list_executions(
         self,

@@ -115,3 +115,13 @@ def explain_refusal(
         f"attempt {wanted.attempts} by {wanted.worker_id} no longer owns it "
         f"(attempt {stored.attempts} by {stored.worker_id} does)",
     )
+
+
+async def update_or_refusal(
+    store: ExecutionStore, state: ExecutionState, expected_status: ExecutionStatus
+) -> ExecutionState | LgDeployError:
+    """`store.update(state)`: the stored state, or the refusal as a value instead of raised."""
+    try:
+        return await store.update(state, expected_status=expected_status)
+    except LgDeployError as refused:
+        return refused
