@@ -200,7 +200,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 async def _run_worker(settings: Settings) -> None:
     stop = _stop_on_signals()
     freeze_imports()
-    async with open_runtime(settings):
+    async with open_runtime(settings, finish_notices=False):
         logger.info("worker running; SIGTERM or SIGINT stops it")
         await stop.wait()
         logger.info("stopping: no new claims, %.0f s grace", settings.shutdown_grace_seconds)

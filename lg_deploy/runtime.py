@@ -20,7 +20,7 @@ from lg_deploy.db.pool import open_pool
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
 from lg_deploy.metrics import Metrics
 from lg_deploy.models import ExecutionState, ExecutionStatus
-from lg_deploy.queue.listener import CANCEL_CHANNEL, Listener
+from lg_deploy.queue.listener import CANCEL_CHANNEL, CHANNELS, FINISHED_CHANNEL, Listener
 from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.queue.postgres import PostgresExecutionQueue
 from lg_deploy.queue.protocol import ClaimingQueue, ExecutionQueue
@@ -97,8 +97,12 @@ async def open_runtime(
     *,
     graphs: GraphRegistry | None = None,
     metrics: Metrics | None = None,
+    finish_notices: bool = True,
 ) -> AsyncIterator[Runtime]:
-    """Open every part for `settings.backend`, start the worker, and close all in reverse order."""
+    """Open every part for `settings.backend`, start the worker, and close all in reverse order.
+
+    `finish_notices=False` (a worker without HTTP waits) does not LISTEN for finished runs.
+    """
     if settings.backend == "memory":
         saver = memory_checkpointer() if settings.checkpoints else None
         registry = graphs or build_registry(settings, checkpointer=saver)
@@ -115,7 +119,10 @@ async def open_runtime(
             if settings.checkpoints:
                 saver = await async_stack.enter_async_context(postgres_checkpointer(conninfo))
             registry = graphs or build_registry(settings, checkpointer=saver)
-            async with _postgres_runtime(settings, registry, conninfo, metrics) as runtime:
+            channels = CHANNELS if finish_notices else _without(CHANNELS, FINISHED_CHANNEL)
+            async with _postgres_runtime(
+                settings, registry, conninfo, metrics, channels
+            ) as runtime:
                 yield runtime
 
 
@@ -137,7 +144,11 @@ async def runtime_over(
 
 @contextlib.asynccontextmanager
 async def _postgres_runtime(
-    settings: Settings, registry: GraphRegistry, conninfo: str, metrics: Metrics | None
+    settings: Settings,
+    registry: GraphRegistry,
+    conninfo: str,
+    metrics: Metrics | None,
+    channels: tuple[str, ...],
 ) -> AsyncIterator[Runtime]:
     pool = await open_pool(
         conninfo,
@@ -145,7 +156,7 @@ async def _postgres_runtime(
         timeout_seconds=settings.pool_timeout_seconds,
         prepared_statements=settings.prepared_statements,
     )
-    listener = Listener(conninfo) if settings.listen else None
+    listener = Listener(conninfo, channels) if settings.listen else None
     worker_id = make_worker_id()
     store = PostgresExecutionStore(pool)
     queue = PostgresExecutionQueue(
@@ -154,6 +165,7 @@ async def _postgres_runtime(
         listener=listener,
         lease_seconds=settings.lease_seconds,
         poll_interval_seconds=settings.poll_interval_seconds,
+        claim_ahead=settings.claim_ahead,
     )
     worker = _make_worker(settings, store, queue, registry, worker_id, metrics)
     if listener is not None:
@@ -174,6 +186,10 @@ async def _postgres_runtime(
                 await listener.stop()
     finally:
         await pool.close()
+
+
+def _without(channels: tuple[str, ...], unwanted: str) -> tuple[str, ...]:
+    return tuple(channel for channel in channels if channel != unwanted)
 
 
 def _make_worker(

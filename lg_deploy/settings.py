@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     pool_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
     worker_concurrency: int = Field(default=4, ge=1, le=10_000)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    claim_ahead: int = Field(default=32, ge=0, le=10_000)
     lease_seconds: float = Field(default=10.0, ge=1, le=86_400)
     recovery_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
     max_attempts: int = Field(default=3, ge=1, le=1000)

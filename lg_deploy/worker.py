@@ -10,7 +10,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -107,7 +107,7 @@ class ExecutionWorker:
         self._recording: set[str] = set()  # their graph has run; only the outcome is left
         self._attempts: dict[str, int] = {}
         self._stop_reasons: dict[str, str] = {}
-        self._timers: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()  # timers, hand-backs
         self._stopping = False
 
     @property
@@ -142,8 +142,8 @@ class ExecutionWorker:
             for task in pending:
                 logger.error("task %s did not stop; abandoning it", task.get_name())
         await self.leases.stop()
-        for timer in self._timers:
-            timer.cancel()
+        for task in self._background:
+            task.cancel()
         self._slots.clear()
         self._idle.clear()
         logger.info("worker %s stopped", self.worker_id)
@@ -167,19 +167,32 @@ class ExecutionWorker:
             task.cancel()
 
     def _held(self) -> dict[str, int]:
-        return dict(self._attempts)
+        """Leases to renew: the runs here, and rows the queue claimed that no slot took yet."""
+        held = dict(self._attempts)
+        if self._claiming is not None:
+            held.update(self._claiming.held())
+        return held
 
     def _on_renewal(self, renewal: LeaseRenewal, asked: dict[str, int]) -> None:
         for execution_id in asked:
-            if (
-                execution_id not in renewal.held
-                and execution_id not in self._recording  # its outcome may be what ended the lease
+            if execution_id in renewal.held:
+                continue
+            if self._claiming is not None and self._claiming.forget(execution_id):
+                logger.warning("lease of claimed execution %s lost before it started", execution_id)
+            elif (
+                execution_id not in self._recording  # its outcome may be what ended the lease
                 and self._attempts.get(execution_id) == asked[execution_id]
             ):
                 logger.warning("lease of execution %s lost; stopping it here", execution_id)
                 self._interrupt(execution_id, LEASE_LOST)
+        unstarted = []
         for execution_id in renewal.cancel_requested:
-            self._interrupt(execution_id, CANCELLED)
+            if execution_id in self._running:
+                self._interrupt(execution_id, CANCELLED)
+            else:
+                unstarted.append(execution_id)
+        if unstarted and self._claiming is not None:
+            self._in_background(self._claiming.hand_back(unstarted))
 
     async def _slot(self) -> None:
         """Take one execution at a time; free again once its graph has run (recording overlaps)."""
@@ -302,9 +315,13 @@ class ExecutionWorker:
             await asyncio.sleep(seconds)
             await self.queue.enqueue(execution_id)
 
-        task = asyncio.create_task(later())
-        self._timers.add(task)
-        task.add_done_callback(self._timers.discard)
+        self._in_background(later())
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` as a task the worker cancels when it stops."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _run_and_record(self, state: ExecutionState, began: float) -> ExecutionState | None:
         """Run the graph of a RUNNING state that began here at monotonic time `began`."""

@@ -17,8 +17,9 @@ from lg_deploy.errors import LgDeployError
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
 from lg_deploy.http import create_app
 from lg_deploy.models import ExecutionState, ExecutionStatus
-from lg_deploy.queue.listener import QUEUED_CHANNEL
+from lg_deploy.queue.listener import CANCEL_CHANNEL, FINISHED_CHANNEL, QUEUED_CHANNEL
 from lg_deploy.queue.postgres import PostgresExecutionQueue
+from lg_deploy.runtime import open_runtime
 from lg_deploy.settings import load_settings
 from lg_deploy.store import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
@@ -170,3 +171,17 @@ def test_a_submit_through_the_api_sends_one_notification(db_url: str) -> None:
             assert answer.status_code == 202, answer.text
             got = list(listener.notifies(timeout=1.0))
     assert [(n.channel, n.payload) for n in got] == [(QUEUED_CHANNEL, "")]
+
+
+@pytest.mark.req("PERF-LISTEN")
+async def test_a_worker_without_http_waits_does_not_listen_for_finished_runs(db_url: str) -> None:
+    """`lg-deploy worker` skips the finished channel: a NOTIFY per outcome batch, all unused."""
+    settings = load_settings(
+        {"LG_DEPLOY_DATABASE_URL": db_url, "LG_DEPLOY_SHUTDOWN_GRACE_SECONDS": "0"}
+    )
+    async with open_runtime(settings, finish_notices=False) as worker_only:
+        assert worker_only.listener is not None
+        assert worker_only.listener.channels == (QUEUED_CHANNEL, CANCEL_CHANNEL)
+    async with open_runtime(settings) as serving:
+        assert serving.listener is not None
+        assert FINISHED_CHANNEL in serving.listener.channels

@@ -46,6 +46,11 @@ class Listener:
         self.connects = 0
 
     @property
+    def channels(self) -> tuple[str, ...]:
+        """The channels this listener LISTENs on."""
+        return self._channels
+
+    @property
     def connected(self) -> bool:
         """True while the LISTEN connection is up."""
         return self._connected.is_set()

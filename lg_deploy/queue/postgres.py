@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg
@@ -15,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from lg_deploy.db.queries import query
 from lg_deploy.models import ExecutionState
 from lg_deploy.queue.listener import QUEUED_CHANNEL, Listener
+from lg_deploy.queue.pace import ClaimPace
 from lg_deploy.store.postgres import row_to_state
 
 logger = logging.getLogger(__name__)
@@ -22,14 +25,20 @@ logger = logging.getLogger(__name__)
 POLL_INTERVAL_SECONDS = 1.0
 LEASE_SECONDS = 30.0
 CLAIM_RETRY_SECONDS = 1.0
+# Rows claimed ahead that no slot has taken after this long are handed back to other workers.
+HOLD_SECONDS = 1.0
 
 
 class PostgresExecutionQueue:
-    """Claims QUEUED rows for one worker process, as many at a time as there are waiting slots.
+    """Claims QUEUED rows for one worker process: one for each waiting slot, plus a few ahead.
 
-    `dequeue` callers are the free worker slots: the claimer claims exactly as many due rows as
-    there are callers waiting, in one statement, and wakes on NOTIFY or every poll interval.
-    The claim returns the rows as it stored them, so the worker need not read them again.
+    `dequeue` callers are the free worker slots: the claimer claims as many due rows as there
+    are callers waiting, in one statement, and wakes on NOTIFY or every poll interval. At a
+    fast pace it also claims ahead what the slots will start in the next 20 ms (ClaimPace, at
+    most `claim_ahead`), so that slots finishing together find rows waiting.
+    Rows claimed ahead are the worker's to renew (`held`); any no slot takes within
+    `hold_seconds` are handed back. The claim returns the rows as it stored them, so the
+    worker need not read them again. (`pace` replaces the ClaimPace, as tests do.)
     """
 
     def __init__(
@@ -40,12 +49,19 @@ class PostgresExecutionQueue:
         listener: Listener | None = None,
         lease_seconds: float = LEASE_SECONDS,
         poll_interval_seconds: float = POLL_INTERVAL_SECONDS,
+        claim_ahead: int = 0,
+        hold_seconds: float = HOLD_SECONDS,
+        pace: ClaimPace | None = None,
     ) -> None:
         self._pool = pool
         self.worker_id = worker_id
         self._lease_seconds = lease_seconds
         self._poll_interval_seconds = poll_interval_seconds
+        self._pace = pace or ClaimPace(claim_ahead)
+        self._ahead = 0  # as of the last claim
+        self._hold_seconds = hold_seconds
         self._ready: deque[str] = deque()
+        self._claimed_at: dict[str, float] = {}  # ids in _ready: when claimed (monotonic)
         self._states: dict[str, ExecutionState] = {}
         self._getters: deque[asyncio.Future[None]] = deque()
         self._demand = asyncio.Event()
@@ -78,7 +94,12 @@ class PostgresExecutionQueue:
                 if self._ready:
                     self._wake_getters()
                 raise
-        return self._ready.popleft()
+        execution_id = self._ready.popleft()
+        del self._claimed_at[execution_id]
+        self._pace.started()
+        if self._ahead and len(self._ready) <= self._ahead // 2:
+            self._demand.set()  # claim the next rows ahead before these run out
+        return execution_id
 
     def claimed(self, execution_id: str) -> ExecutionState | None:
         """The RUNNING state this queue's claim stored for a dequeued id (once), else None."""
@@ -87,6 +108,20 @@ class PostgresExecutionQueue:
     def wake(self) -> None:
         """Claim again now instead of at the next poll."""
         self._hint.set()
+
+    def held(self) -> dict[str, int]:
+        """Rows claimed for this worker that no slot has taken yet, id -> attempt: to renew."""
+        return {execution_id: self._states[execution_id].attempts for execution_id in self._ready}
+
+    def forget(self, execution_id: str) -> bool:
+        """Drop an untaken row (its lease was lost); False if it is not waiting here."""
+        return self._take(execution_id) is not None
+
+    async def hand_back(self, execution_ids: Iterable[str]) -> None:
+        """Hand back untaken rows: QUEUED again, or FAILED "cancelled" if a cancel was asked."""
+        states = [state for i in execution_ids if (state := self._take(i)) is not None]
+        if states:
+            await self._release(states)
 
     async def close(self) -> None:
         """Stop claiming; hand back claimed ids no caller took (QUEUED again, claim uncounted)."""
@@ -101,13 +136,18 @@ class PostgresExecutionQueue:
         for getter in self._getters:
             getter.cancel()
         self._getters.clear()
-        if self._ready:
-            await self._release(list(self._ready))
-            self._ready.clear()
+        await self.hand_back(list(self._ready))
         self._states.clear()
 
     def _on_notify(self, _payload: str) -> None:
         self._hint.set()
+
+    def _take(self, execution_id: str) -> ExecutionState | None:
+        """Remove an untaken row from the ready line; its state, or None if not there."""
+        if self._claimed_at.pop(execution_id, None) is None:
+            return None
+        self._ready.remove(execution_id)
+        return self._states.pop(execution_id, None)
 
     def _wake_getters(self) -> None:
         available = len(self._ready)
@@ -117,12 +157,24 @@ class PostgresExecutionQueue:
                 getter.set_result(None)
                 available -= 1
 
+    def _wanted(self) -> int:
+        """Rows to claim now: one per waiting slot plus the pace's ahead, or 0 while enough wait.
+
+        Claims ahead go out once half of what was ahead is taken, so they come in batches.
+        """
+        self._ahead = self._pace.ahead()
+        short = len(self._getters) - len(self._ready)
+        if short <= 0 and len(self._ready) > self._ahead // 2:
+            return 0
+        return short + self._ahead
+
     async def _claim_loop(self) -> None:
         while True:
-            wanted = len(self._getters) - len(self._ready)
+            await self._hand_back_stale()
+            wanted = self._wanted()
             if wanted <= 0:
                 self._demand.clear()
-                await self._demand.wait()
+                await self._wait_for_demand()
                 continue
             self._hint.clear()
             try:
@@ -135,11 +187,32 @@ class PostgresExecutionQueue:
                 logger.exception("claim failed unexpectedly; retrying")
                 await asyncio.sleep(CLAIM_RETRY_SECONDS)
                 continue
+            now = time.monotonic()
             self._ready.extend(claimed)
+            self._claimed_at.update((execution_id, now) for execution_id in claimed)
             self._wake_getters()
             if len(claimed) < wanted:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._hint.wait(), self._poll_interval_seconds)
+
+    async def _wait_for_demand(self) -> None:
+        """Until a slot asks, or the oldest untaken row is due to be handed back."""
+        if not self._ready:
+            await self._demand.wait()
+            return
+        due = self._claimed_at[self._ready[0]] + self._hold_seconds - time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._demand.wait(), max(0.0, due))
+
+    async def _hand_back_stale(self) -> None:
+        """Hand back rows claimed ahead that no slot took within the hold time."""
+        if not self._ready:
+            return
+        limit = time.monotonic() - self._hold_seconds
+        stale = [i for i in self._ready if self._claimed_at[i] <= limit]
+        if stale:
+            logger.info("handing back %d claimed executions no slot took in time", len(stale))
+            await self.hand_back(stale)
 
     async def _claim(self, limit: int) -> list[str]:
         params = {
@@ -156,9 +229,10 @@ class PostgresExecutionQueue:
         self._states.update((state.execution_id, state) for state in states)
         return [state.execution_id for state in states]
 
-    async def _release(self, execution_ids: list[str]) -> None:
+    async def _release(self, states: list[ExecutionState]) -> None:
         params = {
-            "execution_ids": execution_ids,
+            "execution_ids": [state.execution_id for state in states],
+            "attempts": [state.attempts for state in states],
             "worker_id": self.worker_id,
             "reason": f"handed back unstarted by worker {self.worker_id}",
         }
@@ -166,6 +240,4 @@ class PostgresExecutionQueue:
             async with self._pool.connection() as conn:
                 await conn.execute(query("release_unstarted"), params)
         except psycopg.Error as error:
-            logger.warning(
-                "could not hand back %d claimed executions: %s", len(execution_ids), error
-            )
+            logger.warning("could not hand back %d claimed executions: %s", len(states), error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
 from lg_deploy.models import ExecutionState
@@ -24,7 +25,8 @@ class ClaimingQueue(ExecutionQueue, Protocol):
     """A queue that is the store's table: dequeue claims the row, and keeps what it stored.
 
     A row stored QUEUED is already in such a queue (and the store announced it), so a caller
-    that has just stored one only wakes the local claimer instead of enqueueing the id.
+    that has just stored one only wakes the local claimer instead of enqueueing the id. Rows it
+    claimed that no caller has taken yet are leased to the worker too, which renews them.
     """
 
     def claimed(self, execution_id: str) -> ExecutionState | None:
@@ -33,4 +35,16 @@ class ClaimingQueue(ExecutionQueue, Protocol):
 
     def wake(self) -> None:
         """Claim again now instead of at the next poll."""
+        ...
+
+    def held(self) -> dict[str, int]:
+        """Rows claimed for this worker that no caller has taken yet, id -> attempt."""
+        ...
+
+    def forget(self, execution_id: str) -> bool:
+        """Drop an untaken row whose lease was lost; False if it is not waiting here."""
+        ...
+
+    async def hand_back(self, execution_ids: Iterable[str]) -> None:
+        """Hand back untaken rows: QUEUED again, or FAILED "cancelled" if a cancel was asked."""
         ...

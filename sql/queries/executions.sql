@@ -76,12 +76,18 @@ WHERE e.execution_id = picked.execution_id
 RETURNING e.*;
 
 -- name: release_unstarted
--- Hand back claimed executions this worker never started: QUEUED again, the claim not counted.
-UPDATE lg_deploy.executions
-SET status = 'QUEUED', attempts = attempts - 1, error = %(reason)s
-WHERE execution_id = ANY(%(execution_ids)s::uuid[])
-  AND status = 'RUNNING' AND worker_id = %(worker_id)s
-RETURNING execution_id;
+-- Hand back claimed executions this worker never started, fenced by attempt: QUEUED again with
+-- the claim not counted, or FAILED "cancelled" if someone asked them to stop meanwhile.
+UPDATE lg_deploy.executions e
+SET status = CASE WHEN e.cancel_requested_at IS NULL THEN 'QUEUED' ELSE 'FAILED' END,
+    attempts = e.attempts - 1,
+    error = CASE WHEN e.cancel_requested_at IS NULL THEN %(reason)s ELSE 'cancelled' END
+FROM unnest(%(execution_ids)s::uuid[], %(attempts)s::integer[]) AS mine(execution_id, attempt)
+WHERE e.execution_id = mine.execution_id
+  AND e.attempts = mine.attempt
+  AND e.status = 'RUNNING'
+  AND e.worker_id = %(worker_id)s
+RETURNING e.execution_id;
 
 -- name: list_executions
 -- Newest first, optionally by status and graph, continuing strictly before a keyset cursor.
