@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,11 @@ class Runtime:
     pool: AsyncConnectionPool[Any] | None = None
     listener: Listener | None = None
     conninfo: str | None = None
+    claiming: ClaimingQueue | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Asked once: isinstance against a runtime-checkable protocol costs microseconds.
+        self.claiming = self.queue if isinstance(self.queue, ClaimingQueue) else None
 
     async def announce(self, execution_id: str) -> None:
         """Wake a worker for an execution just stored as QUEUED.
@@ -54,8 +59,8 @@ class Runtime:
         A claiming queue already holds the row (in PostgreSQL the insert trigger has notified
         every process), so only this process's claimer is nudged; a memory queue gets the id.
         """
-        if isinstance(self.queue, ClaimingQueue):
-            self.queue.wake()
+        if self.claiming is not None:
+            self.claiming.wake()
         else:
             await self.queue.enqueue(execution_id)
 
