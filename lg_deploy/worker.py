@@ -377,7 +377,7 @@ class ExecutionWorker:
         run_at: datetime | None = None,
     ) -> ExecutionState | None:
         """Store the outcome, fenced by this attempt; retried while the database is away."""
-        wanted = state.evolve(
+        wanted = state.advance(
             status=status, output=output, error=error, run_at=run_at or state.run_at
         )
         while True:

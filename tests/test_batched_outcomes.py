@@ -52,6 +52,17 @@ async def test_update_many_refuses_a_transition_the_lifecycle_forbids(
     assert (await store.get(running.execution_id)) == running
 
 
+@pytest.mark.req("PERF-BATCH")
+async def test_an_outcome_copy_keeps_the_row_invariants(store: ExecutionStore) -> None:
+    """`advance` (the worker's cheap copy) equals `evolve`, and refuses what the table would."""
+    running = await bring_to(store, RUNNING)
+    assert running.advance(status=COMPLETED, output={"a": 1}) == running.evolve(
+        status=COMPLETED, output={"a": 1}
+    )
+    with pytest.raises(ValueError, match="must have attempts left"):
+        running.advance(status=QUEUED, max_attempts=running.attempts)
+
+
 def _exhausted(state: ExecutionState) -> ExecutionState:
     """QUEUED with no attempts left: the model refuses it, so it is copied unvalidated."""
     return state.model_copy(update={"status": QUEUED, "max_attempts": state.attempts})

@@ -1,8 +1,9 @@
-"""jsonb decoding: the fast path gives exactly what json.loads gives, big numbers included."""
+"""jsonb in and out: the fast paths give exactly what json gives, big numbers included."""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lg_deploy.db import jsonb
+from lg_deploy.models import ExecutionState, ExecutionStatus, utcnow
 from lg_deploy.store.protocol import ExecutionStore
 from tests.conftest import make_state
 
@@ -45,9 +47,35 @@ def test_fast_loads_equals_json_loads_in_value_and_type(value: Any) -> None:
 
 
 @pytest.mark.req("PERF-DECODE")
+@given(JSON_VALUES)
+def test_fast_dumps_reads_back_as_json_dumps_does(value: Any) -> None:
+    """jsonb.dumps's text reads back to the value json.dumps's does, ints staying ints."""
+    assert json.dumps(json.loads(jsonb.dumps(value))) == json.dumps(value)
+
+
+@pytest.mark.req("PERF-DECODE")
 async def test_numbers_beyond_64_bits_survive_the_store(store: ExecutionStore) -> None:
     """An input with integers past 64 bits and a 34-digit fraction reads back exactly."""
     stored = await store.create(make_state(input=EDGES))
     read = await store.get(stored.execution_id)
     assert read is not None
     assert json.dumps(read.input, sort_keys=True) == json.dumps(EDGES, sort_keys=True)
+
+
+@pytest.mark.req("PERF-DECODE")
+async def test_outputs_beyond_64_bits_survive_a_batched_outcome(store: ExecutionStore) -> None:
+    """An output with integers past 64 bits, stored by update_many, reads back exactly."""
+    stored = await store.create(make_state())
+    claimed = stored.evolve(
+        status=ExecutionStatus.RUNNING,
+        attempts=1,
+        worker_id="w",
+        lease_expires_at=utcnow() + timedelta(seconds=30),
+    )
+    running = await store.update(claimed, expected_status=ExecutionStatus.QUEUED)
+    done = running.evolve(status=ExecutionStatus.COMPLETED, output=EDGES)
+    (result,) = await store.update_many([done], expected_status=ExecutionStatus.RUNNING)
+    assert isinstance(result, ExecutionState)
+    read = await store.get(stored.execution_id)
+    assert read is not None
+    assert json.dumps(read.output, sort_keys=True) == json.dumps(EDGES, sort_keys=True)

@@ -1,4 +1,4 @@
-"""JSON decoding for jsonb columns: orjson where it is exact, the standard library otherwise."""
+"""JSON for jsonb columns and parameters: orjson where it is exact, the standard library else."""
 
 from __future__ import annotations
 
@@ -22,3 +22,14 @@ def loads(data: str | bytes) -> Any:
         except orjson.JSONDecodeError:
             pass
     return json.loads(data)
+
+
+def dumps(value: Any) -> str:
+    """`json.dumps(value)` as jsonb reads it, for plain JSON values (no NaN), about 10x faster.
+
+    orjson refuses integers beyond 64 bits and lone surrogates; those go to `json.dumps`.
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, LiteralString
@@ -12,6 +11,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from lg_deploy.db import jsonb
 from lg_deploy.db.queries import query
 from lg_deploy.errors import (
     ExecutionExists,
@@ -266,7 +266,7 @@ def _update_document(
         }
         for _number, state in wanted
     ]
-    return {"rows": json.dumps(rows), "expected_status": expected_status}
+    return {"rows": jsonb.dumps(rows), "expected_status": expected_status}
 
 
 def _iso(moment: datetime | None) -> str | None:
