@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +58,23 @@ def test_bench_quick_run_produces_a_number_for_every_measurement(tmp_path: Path)
     assert "| measurement | metric | median | min | max |" in done.stdout
     assert "## Machine" in done.stdout
     assert "## Targets" in done.stdout
+
+
+@pytest.mark.req("BENCH-SMOKE")
+def test_the_ab_tool_prints_each_variant_against_graph_only() -> None:
+    """`python -m bench.ab` at tiny sizes: one line per variant with its share of graph-only."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.ab", "1", "ahead:4", "none:4:LG_DEPLOY_CLAIM_AHEAD=0"],
+        cwd=ROOT,
+        env={**os.environ, "AB_ROWS": "100", "AB_LOOP": "200"},
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    lines = done.stdout.splitlines()
+    for name in ("ahead", "none"):
+        (line,) = [line for line in lines if line.startswith(f"{name}: ")]
+        assert re.search(r"/s = \d+\.\d % \(", line), line
+    assert any(line.startswith("graph-only: ") for line in lines)
