@@ -108,6 +108,7 @@ class ExecutionWorker:
         self._attempts: dict[str, int] = {}
         self._stop_reasons: dict[str, str] = {}
         self._background: set[asyncio.Task[None]] = set()  # timers, hand-backs
+        self._asked_at = 0.0  # when the lease keeper last asked what is held (monotonic)
         self._stopping = False
 
     @property
@@ -170,6 +171,7 @@ class ExecutionWorker:
         """Leases to renew: the runs here, and rows the queue claimed that no slot took yet."""
         held = dict(self._attempts)
         if self._claiming is not None:
+            self._asked_at = time.monotonic()
             held.update(self._claiming.held())
         return held
 
@@ -177,7 +179,9 @@ class ExecutionWorker:
         for execution_id in asked:
             if execution_id in renewal.held:
                 continue
-            if self._claiming is not None and self._claiming.forget(execution_id):
+            if self._claiming is not None and self._claiming.forget(
+                execution_id, claimed_before=self._asked_at
+            ):
                 logger.warning("lease of claimed execution %s lost before it started", execution_id)
             elif (
                 execution_id not in self._recording  # its outcome may be what ended the lease

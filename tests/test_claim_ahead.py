@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -261,6 +262,22 @@ async def test_a_row_claimed_ahead_whose_lease_is_lost_is_not_run_on_that_claim(
     await wait_until_async(lambda: statuses(sql, [taken])[taken][0] == "COMPLETED", WAIT_SECONDS)
     assert statuses(sql, [taken])[taken] == ("COMPLETED", 2, None)
     assert busy.graphs.started == 2
+
+
+@pytest.mark.req("PERF-CLAIM-AHEAD")
+async def test_a_lost_lease_report_does_not_drop_a_row_claimed_after_it_was_asked(
+    pool: AsyncConnectionPool[Any], sql: Sql, queues: list[PostgresExecutionQueue]
+) -> None:
+    """A renewal asked before the row's claim cannot speak for that claim: it stays held."""
+    insert_rows(sql, 2)
+    asked_at = time.monotonic()
+    queue = queue_with(pool, queues, SteadyPace(1))
+    await asyncio.wait_for(queue.dequeue(), WAIT_SECONDS)
+    (ahead,) = queue.held()
+    assert not queue.forget(ahead, claimed_before=asked_at)
+    assert list(queue.held()) == [ahead]
+    assert queue.forget(ahead, claimed_before=time.monotonic())
+    assert queue.held() == {}
 
 
 @pytest.mark.req("PERF-CLAIM-AHEAD")

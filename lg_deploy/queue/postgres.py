@@ -113,8 +113,14 @@ class PostgresExecutionQueue:
         """Rows claimed for this worker that no slot has taken yet, id -> attempt: to renew."""
         return {execution_id: self._states[execution_id].attempts for execution_id in self._ready}
 
-    def forget(self, execution_id: str) -> bool:
-        """Drop an untaken row (its lease was lost); False if it is not waiting here."""
+    def forget(self, execution_id: str, *, claimed_before: float) -> bool:
+        """Drop an untaken row claimed before `claimed_before` (monotonic) whose lease was lost.
+
+        False if it is not waiting here, or was claimed again since (a newer lease).
+        """
+        claimed_at = self._claimed_at.get(execution_id)
+        if claimed_at is None or claimed_at >= claimed_before:
+            return False
         return self._take(execution_id) is not None
 
     async def hand_back(self, execution_ids: Iterable[str]) -> None:
@@ -206,9 +212,9 @@ class PostgresExecutionQueue:
 
     async def _hand_back_stale(self) -> None:
         """Hand back rows claimed ahead that no slot took within the hold time."""
-        if not self._ready:
-            return
         limit = time.monotonic() - self._hold_seconds
+        if not self._ready or self._claimed_at[self._ready[0]] > limit:  # the oldest is first
+            return
         stale = [i for i in self._ready if self._claimed_at[i] <= limit]
         if stale:
             logger.info("handing back %d claimed executions no slot took in time", len(stale))

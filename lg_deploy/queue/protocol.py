@@ -41,8 +41,8 @@ class ClaimingQueue(ExecutionQueue, Protocol):
         """Rows claimed for this worker that no caller has taken yet, id -> attempt."""
         ...
 
-    def forget(self, execution_id: str) -> bool:
-        """Drop an untaken row whose lease was lost; False if it is not waiting here."""
+    def forget(self, execution_id: str, *, claimed_before: float) -> bool:
+        """Drop an untaken row claimed before `claimed_before` (monotonic) whose lease was lost."""
         ...
 
     async def hand_back(self, execution_ids: Iterable[str]) -> None:
