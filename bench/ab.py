@@ -15,7 +15,7 @@ import os
 import statistics
 import sys
 
-from bench import db, measure, procs
+from bench import measure
 from bench.server import Server
 
 ROWS = int(os.environ.get("AB_ROWS", "20000"))
@@ -29,31 +29,6 @@ def parse(spec: str) -> tuple[str, int, dict[str, str]]:
     return name, int(slots), env
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a live process."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def drain(server: Server, slots: int, env: dict[str, str]) -> tuple[float, float]:
-    """(executions/s, worker CPU seconds) for one drain of ROWS no-op executions."""
-    url = server.create_database()
-    try:
-        db.queue_rows(url, ROWS)
-        worker = procs.start(
-            ["-m", "lg_deploy", "worker"], {**procs.lgd_env(url, worker_concurrency=slots), **env}
-        )
-        try:
-            db.wait_count(url, ROWS, [worker])
-            used = cpu_seconds(worker.pid)
-        finally:
-            procs.stop(worker)
-        return db.drain_rate(url), used
-    finally:
-        server.drop_database(url)
-
-
 def main(argv: list[str]) -> None:
     """Run the rounds and print the medians."""
     rounds, variants = int(argv[0]), [parse(spec) for spec in argv[1:]]
@@ -64,7 +39,7 @@ def main(argv: list[str]) -> None:
         for number in range(rounds):
             loop.append(measure.graph_loop("noop", LOOP))
             for name, slots, env in variants:
-                runs[name].append(drain(server, slots, env))
+                runs[name].append(measure.timed_drain(server, ROWS, slots, env=env))
                 print(f"round {number + 1} {name}: {runs[name][-1][0]:,.0f}/s", flush=True)
     finally:
         server.close()

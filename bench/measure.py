@@ -60,17 +60,26 @@ QUICK = Sizes(
 
 def drain(server: Server, sizes: Sizes, processes: int) -> Result:
     """Pre-queued no-op executions drained by `processes` worker processes."""
+    rate, _cpu = timed_drain(server, sizes.drain, sizes.concurrency, processes)
+    return {"executions/s": rate}
+
+
+def timed_drain(
+    server: Server, rows: int, slots: int, processes: int = 1, env: dict[str, str] | None = None
+) -> tuple[float, float]:
+    """(executions/s, the workers' CPU seconds) draining `rows` pre-queued no-op executions."""
     url = server.create_database()
     try:
-        db.queue_rows(url, sizes.drain)
-        env = procs.lgd_env(url, worker_concurrency=sizes.concurrency)
-        workers = [procs.start(["-m", "lg_deploy", "worker"], env) for _ in range(processes)]
+        db.queue_rows(url, rows)
+        worker_env = {**procs.lgd_env(url, worker_concurrency=slots), **(env or {})}
+        workers = [procs.start(["-m", "lg_deploy", "worker"], worker_env) for _ in range(processes)]
         try:
-            db.wait_count(url, sizes.drain, workers)
+            db.wait_count(url, rows, workers)
+            used = sum(procs.cpu_seconds(worker.pid) for worker in workers)
         finally:
             for worker in workers:
                 procs.stop(worker)
-        return {"executions/s": db.drain_rate(url)}
+        return db.drain_rate(url), used
     finally:
         server.drop_database(url)
 
