@@ -115,6 +115,33 @@ def queue_with(
     return queue
 
 
+@dataclass
+class Taken:
+    """A queue over new rows, after its first dequeue."""
+
+    ids: list[str]
+    queue: PostgresExecutionQueue
+    first: str
+
+
+TakeFirst = Callable[..., Awaitable[Taken]]
+
+
+@pytest.fixture
+def take_first(
+    pool: AsyncConnectionPool[Any], sql: Sql, queues: list[PostgresExecutionQueue]
+) -> TakeFirst:
+    """Inserts `rows`, makes a queue with this pace (and options), and dequeues once."""
+
+    async def take(rows: int, pace: ClaimPace, **options: Any) -> Taken:
+        ids = insert_rows(sql, rows)
+        queue = queue_with(pool, queues, pace, **options)
+        first = await asyncio.wait_for(queue.dequeue(), WAIT_SECONDS)
+        return Taken(ids, queue, first)
+
+    return take
+
+
 def statuses(sql: Sql, ids: list[str]) -> dict[str, tuple[str, int, str | None]]:
     """id -> (status, attempts, error) as psql shows them."""
     rows = sql.execute(
@@ -127,13 +154,12 @@ def statuses(sql: Sql, ids: list[str]) -> dict[str, tuple[str, int, str | None]]
 
 @pytest.mark.req("PERF-CLAIM-AHEAD")
 async def test_at_a_fast_pace_rows_are_claimed_ahead_in_batches(
-    pool: AsyncConnectionPool[Any], sql: Sql, queues: list[PostgresExecutionQueue]
+    sql: Sql, take_first: TakeFirst
 ) -> None:
     """One caller, 6 ahead: the claim takes 7; the next claim waits until only 3 are left."""
-    ids = insert_rows(sql, 30)
-    queue = queue_with(pool, queues, SteadyPace(6))
-    first = await asyncio.wait_for(queue.dequeue(), WAIT_SECONDS)
-    assert first in ids
+    taken = await take_first(30, SteadyPace(6))
+    queue = taken.queue
+    assert taken.first in taken.ids
     assert count_running(sql) == 7
     assert sorted(queue.held().values()) == [1] * 6
     for _ in range(2):  # 5 then 4 left ahead: more than half, no claim
@@ -147,13 +173,12 @@ async def test_at_a_fast_pace_rows_are_claimed_ahead_in_batches(
 
 @pytest.mark.req("PERF-CLAIM-AHEAD")
 async def test_rows_claimed_ahead_that_no_slot_takes_are_handed_back(
-    pool: AsyncConnectionPool[Any], sql: Sql, queues: list[PostgresExecutionQueue]
+    sql: Sql, take_first: TakeFirst
 ) -> None:
     """After the hold time they are QUEUED again, the claim uncounted, for any worker to take."""
-    ids = insert_rows(sql, 5)
     pace = SteadyPace(4)
-    queue = queue_with(pool, queues, pace, hold_seconds=0.3)
-    first = await asyncio.wait_for(queue.dequeue(), WAIT_SECONDS)
+    taken = await take_first(5, pace, hold_seconds=0.3)
+    ids, queue, first = taken.ids, taken.queue, taken.first
     pace.rows = 0  # the pace has dropped: nothing is claimed ahead again
     assert count_running(sql) == 5
     await wait_until_async(lambda: count_running(sql) == 1, WAIT_SECONDS)
@@ -266,13 +291,11 @@ async def test_a_row_claimed_ahead_whose_lease_is_lost_is_not_run_on_that_claim(
 
 @pytest.mark.req("PERF-CLAIM-AHEAD")
 async def test_a_lost_lease_report_does_not_drop_a_row_claimed_after_it_was_asked(
-    pool: AsyncConnectionPool[Any], sql: Sql, queues: list[PostgresExecutionQueue]
+    take_first: TakeFirst,
 ) -> None:
     """A renewal asked before the row's claim cannot speak for that claim: it stays held."""
-    insert_rows(sql, 2)
     asked_at = time.monotonic()
-    queue = queue_with(pool, queues, SteadyPace(1))
-    await asyncio.wait_for(queue.dequeue(), WAIT_SECONDS)
+    queue = (await take_first(2, SteadyPace(1))).queue
     (ahead,) = queue.held()
     assert not queue.forget(ahead, claimed_before=asked_at)
     assert list(queue.held()) == [ahead]
@@ -282,12 +305,11 @@ async def test_a_lost_lease_report_does_not_drop_a_row_claimed_after_it_was_aske
 
 @pytest.mark.req("PERF-CLAIM-AHEAD")
 async def test_closing_hands_back_rows_claimed_ahead_and_fails_cancelled_ones(
-    pool: AsyncConnectionPool[Any], sql: Sql, queues: list[PostgresExecutionQueue]
+    sql: Sql, take_first: TakeFirst
 ) -> None:
     """On close: untaken rows are QUEUED again uncounted; one asked to stop is FAILED instead."""
-    ids = insert_rows(sql, 4)
-    queue = queue_with(pool, queues, SteadyPace(3))
-    first = await asyncio.wait_for(queue.dequeue(), WAIT_SECONDS)
+    taken = await take_first(4, SteadyPace(3))
+    ids, queue, first = taken.ids, taken.queue, taken.first
     ahead = list(queue.held())
     sql.execute(
         "UPDATE lg_deploy.executions SET cancel_requested_at = now() WHERE execution_id = %s",
