@@ -380,6 +380,8 @@ async def test_request_id_is_on_the_workers_log_records(
     ids = [await backend.submit(worker, input={"n": n}, request_id=f"req-{n}") for n in range(3)]
     for execution_id in ids:
         await backend.final(execution_id)
+    # The row is final once its outcome commits; the worker logs the outcome after that.
+    await worker.stop(grace_seconds=WAIT_SECONDS)
     for n, execution_id in enumerate(ids):
         mine = [r for r in caplog.records if getattr(r, "execution_id", None) == execution_id]
         assert len(mine) >= 2, "expected start and completion records"
