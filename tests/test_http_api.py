@@ -175,6 +175,8 @@ def test_request_and_worker_log_lines_carry_the_request_id(
     )
     execution_id = answer.json()["execution_id"]
     finished(client, execution_id)
+    # The worker logs the outcome just after storing it, so the line may trail the answer.
+    wait_until(lambda: any(r.getMessage() == "execution completed" for r in caplog.records))
     mine = [r for r in caplog.records if getattr(r, "request_id", None) == "rid-7"]
     messages = [r.getMessage() for r in mine]
     assert "request started" in messages
