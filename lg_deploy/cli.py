@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import ipaddress
 import json
 import logging
@@ -18,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from lg_deploy.client import ApiCallError, Client
+from lg_deploy.collector import prepare_collector
 from lg_deploy.db.migrations import migrate
 from lg_deploy.db.pool import open_pool
 from lg_deploy.db.roles import apply_roles
@@ -130,7 +130,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # handler restored in its place, a clean shutdown exits 0 like `lg-deploy worker`.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _ignore_signal)
-    freeze_imports()
+    prepare_collector(settings.worker_concurrency, settings.gc_objects_per_slot)
     server.run()
     return EXIT_OK if server.started else EXIT_FAILED
 
@@ -199,17 +199,11 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _run_worker(settings: Settings) -> None:
     stop = _stop_on_signals()
-    freeze_imports()
+    prepare_collector(settings.worker_concurrency, settings.gc_objects_per_slot)
     async with open_runtime(settings, finish_notices=False):
         logger.info("worker running; SIGTERM or SIGINT stops it")
         await stop.wait()
         logger.info("stopping: no new claims, %.0f s grace", settings.shutdown_grace_seconds)
-
-
-def freeze_imports() -> None:
-    """Keep what imports built (LangGraph, pydantic, ...) out of every later GC pass."""
-    gc.collect()
-    gc.freeze()
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -19,6 +19,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from lg_deploy.collector import DEFAULT_OBJECTS_PER_SLOT
 from lg_deploy.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=4, ge=1, le=10_000)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     claim_ahead: int = Field(default=32, ge=0, le=10_000)
+    gc_objects_per_slot: int = Field(default=DEFAULT_OBJECTS_PER_SLOT, ge=0, le=1_000_000)
     lease_seconds: float = Field(default=10.0, ge=1, le=86_400)
     recovery_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
     max_attempts: int = Field(default=3, ge=1, le=1000)

@@ -34,6 +34,7 @@ def test_defaults_from_an_empty_mapping() -> None:
     assert settings.worker_concurrency == 4
     assert settings.poll_interval_seconds == 1.0
     assert settings.lease_seconds == 10.0
+    assert settings.gc_objects_per_slot == 1_000
     assert settings.recovery_interval_seconds == 2.0
     assert settings.max_attempts == 3
     assert settings.retry_on_error is False
@@ -117,6 +118,7 @@ def test_graphs_variable_is_a_json_object() -> None:
         ("LG_DEPLOY_GRAPHS", "{not json", []),
         ("LG_DEPLOY_GRAPHS", '["a list"]', []),
         ("LG_DEPLOY_PORT", "70000", ["65535"]),
+        ("LG_DEPLOY_GC_OBJECTS_PER_SLOT", "-5", ["0"]),
     ],
 )
 def test_invalid_value_raises_one_line_config_error_naming_the_variable(
