@@ -21,8 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {
     "graph-only (no-op graph": ["invocations/s"],
     "graph-only (50 ms graph": ["invocations/s"],
-    "drain 200 no-op, 1 process": ["executions/s"],
-    "drain 200 no-op, 2 processes": ["executions/s"],
+    "drain 200 no-op, 1 process": ["executions/s", "graph-only beside/s", "% of graph-only beside"],
+    "drain 200 no-op, 2 processes": [
+        "executions/s",
+        "graph-only beside/s",
+        "% of graph-only beside",
+    ],
     "raw SQL (pgbench) claim+complete, 1 per": ["executions/s"],
     "raw SQL (pgbench) claim+complete, 32": ["executions/s"],
     "pickup: SQL INSERT": ["p50 ms", "p95 ms", "p99 ms"],
