@@ -62,9 +62,9 @@ def drain(server: Server, sizes: Sizes, processes: int) -> Result:
     """Pre-queued no-op executions drained by `processes` worker processes, with the graph-only
     loop run just before and just after: the machine's speed drifts by tens of per cent within
     minutes here, so the drain is also given as a share of the loop beside it."""
-    before = graph_loop("noop", sizes.graph_only // 2)
+    before = graph_loop("noop", sizes.graph_only // 4)
     rate, _cpu = timed_drain(server, sizes.drain, sizes.concurrency, processes)
-    beside = (before + graph_loop("noop", sizes.graph_only // 2)) / 2
+    beside = (before + graph_loop("noop", sizes.graph_only // 4)) / 2
     return {
         "executions/s": rate,
         "graph-only beside/s": beside,
