@@ -58,10 +58,13 @@ QUICK = Sizes(
 )
 
 
+WORKER = ["-m", "lg_deploy", "worker"]
+
+
 def drain(server: Server, sizes: Sizes, processes: int) -> Result:
-    """Pre-queued no-op executions drained by `processes` worker processes, with the graph-only
-    loop run just before and just after: the machine's speed drifts by tens of per cent within
-    minutes here, so the drain is also given as a share of the loop beside it."""
+    """Pre-queued no-op executions drained by `processes` workers, beside a graph-only loop."""
+    # The loop runs just before and just after: the machine's speed drifts by tens of per
+    # cent within minutes, so the drain is also given as a share of the loop beside it.
     before = graph_loop("noop", sizes.graph_only // 4)
     rate, _cpu = timed_drain(server, sizes.drain, sizes.concurrency, processes)
     beside = (before + graph_loop("noop", sizes.graph_only // 4)) / 2
@@ -73,14 +76,20 @@ def drain(server: Server, sizes: Sizes, processes: int) -> Result:
 
 
 def timed_drain(
-    server: Server, rows: int, slots: int, processes: int = 1, env: dict[str, str] | None = None
+    server: Server,
+    rows: int,
+    slots: int,
+    processes: int = 1,
+    env: dict[str, str] | None = None,
+    command: list[str] = WORKER,
+    graph_id: str = "noop",
 ) -> tuple[float, float]:
-    """(executions/s, the workers' CPU seconds) draining `rows` pre-queued no-op executions."""
+    """(executions/s, the workers' CPU seconds) draining `rows` pre-queued executions."""
     url = server.create_database()
     try:
-        db.queue_rows(url, rows)
+        db.queue_rows(url, rows, graph_id)
         worker_env = {**procs.lgd_env(url, worker_concurrency=slots), **(env or {})}
-        workers = [procs.start(["-m", "lg_deploy", "worker"], worker_env) for _ in range(processes)]
+        workers = [procs.start(command, worker_env) for _ in range(processes)]
         try:
             db.wait_count(url, rows, workers)
             used = sum(procs.cpu_seconds(worker.pid) for worker in workers)

@@ -37,19 +37,26 @@ EXPECTED = {
 }
 
 
-@pytest.mark.req("BENCH-SMOKE")
-def test_bench_quick_run_produces_a_number_for_every_measurement(tmp_path: Path) -> None:
-    """`python -m bench --quick --skip peers` exits 0 and reports a positive number per metric."""
-    report = tmp_path / "bench.json"
+def run_bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m ARGS` from the checkout; fails the test unless it exits 0."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--skip", "peers", "--json", str(report)],
+        [sys.executable, "-m", *args],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=110,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return done
+
+
+@pytest.mark.req("BENCH-SMOKE")
+def test_bench_quick_run_produces_a_number_for_every_measurement(tmp_path: Path) -> None:
+    """`python -m bench --quick --skip peers` exits 0 and reports a positive number per metric."""
+    report = tmp_path / "bench.json"
+    done = run_bench("bench", "--quick", "--skip", "peers", "--json", str(report))
     results = json.loads(report.read_text())["results"]
     for prefix, metrics in EXPECTED.items():
         rows = [entry for name, entry in results.items() if name.startswith(prefix)]
@@ -67,18 +74,24 @@ def test_bench_quick_run_produces_a_number_for_every_measurement(tmp_path: Path)
 @pytest.mark.req("BENCH-SMOKE")
 def test_the_ab_tool_prints_each_variant_against_graph_only() -> None:
     """`python -m bench.ab` at tiny sizes: one line per variant with its share of graph-only."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.ab", "1", "ahead:4", "none:4:LG_DEPLOY_CLAIM_AHEAD=0"],
-        cwd=ROOT,
+    done = run_bench(
+        "bench.ab",
+        "1",
+        "ahead:4",
+        "none:4:LG_DEPLOY_CLAIM_AHEAD=0",
         env={**os.environ, "AB_ROWS": "100", "AB_LOOP": "200"},
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     lines = done.stdout.splitlines()
     for name in ("ahead", "none"):
         (line,) = [line for line in lines if line.startswith(f"{name}: ")]
         assert re.search(r"/s = \d+\.\d % \(", line), line
     assert any(line.startswith("graph-only: ") for line in lines)
+
+
+@pytest.mark.req("BENCH-SMOKE", "PERF-GC")
+def test_the_gc_share_tool_prints_both_collector_settings() -> None:
+    """`python -m bench.gc_share` at tiny sizes: a rate, a CPU share and counts per setting."""
+    done = run_bench("bench.gc_share", "100", "4", "noop")
+    for name in ("python's 700", "sized (default)"):
+        (line,) = [line for line in done.stdout.splitlines() if line.startswith(f"{name}: ")]
+        assert re.search(r"/s, collections \d+\.\d % of the worker's CPU, \[\d+, \d+, \d+\]", line)
