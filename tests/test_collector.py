@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -31,7 +31,7 @@ class Node:
         self.other: Any = None
 
 
-def young_collections(work: Any) -> int:
+def young_collections(work: Callable[[], None]) -> int:
     """How many youngest-generation collections run while `work()` runs."""
     seen: list[int] = []
 
