@@ -13,7 +13,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from lg_deploy.models import StatusCount
+from lg_deploy.models import StatusCount, UnservedGraph
 
 # The *_created series double every counter and help no dashboard.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
@@ -34,6 +34,7 @@ PICKUP_SECONDS_BUCKETS = (
     10,
     30,
 )
+LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 RUN_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
 
@@ -101,6 +102,29 @@ class Metrics:
             "Runs this process stopped because another attempt took over their execution.",
             registry=self.registry,
         )
+        self.unserved_executions = Gauge(
+            "lg_deploy_unserved_executions",
+            "QUEUED executions of a graph no live worker serves, per graph (read at scrape time).",
+            ["graph_id"],
+            registry=self.registry,
+        )
+        self.unserved_wait_seconds = Gauge(
+            "lg_deploy_unserved_wait_seconds",
+            "How long the longest-waiting due execution of an unserved graph has waited.",
+            ["graph_id"],
+            registry=self.registry,
+        )
+        self.loop_lag_seconds = Histogram(
+            "lg_deploy_event_loop_lag_seconds",
+            "How late this process's event loop ran a 0.1 s timer (blocking code shows here).",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.loop_stalls = Counter(
+            "lg_deploy_event_loop_stalls",
+            "Times this process's event loop was blocked past LG_DEPLOY_LOOP_WARN_SECONDS.",
+            registry=self.registry,
+        )
         self.http_requests = Counter(
             "lg_deploy_http_requests",
             "HTTP requests answered, per method, route and status code.",
@@ -113,6 +137,14 @@ class Metrics:
         self.queue_depth.clear()
         for count in counts:
             self.queue_depth.labels(count.graph_id, count.status.value).set(count.count)
+
+    def set_unserved(self, graphs: Iterable[UnservedGraph]) -> None:
+        """Replace the unserved-graph gauges with these (graphs served again disappear)."""
+        self.unserved_executions.clear()
+        self.unserved_wait_seconds.clear()
+        for graph in graphs:
+            self.unserved_executions.labels(graph.graph_id).set(graph.queued)
+            self.unserved_wait_seconds.labels(graph.graph_id).set(graph.waiting_seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""

@@ -48,6 +48,7 @@ MUTABLE_FIELDS: tuple[str, ...] = (
     "status",
     "output",
     "error",
+    "traceback",
     "attempts",
     "max_attempts",
     "priority",
@@ -85,6 +86,9 @@ class ExecutionState(BaseModel):
     input: dict[str, Any]
     output: dict[str, Any] | None = None
     error: str | None = None
+    traceback: str | None = Field(
+        default=None, description="the full traceback behind `error`, when a graph raised"
+    )
     created_at: AwareDatetime = Field(default_factory=utcnow)
     updated_at: AwareDatetime = Field(default_factory=utcnow)
     attempts: int = Field(default=0, ge=0)
@@ -158,6 +162,7 @@ class ExecutionEvent(BaseModel):
     worker_id: str | None = None
     attempt: int
     error: str | None = None
+    traceback: str | None = None
 
 
 class LeaseRenewal(BaseModel):
@@ -177,6 +182,21 @@ class StatusCount(BaseModel):
     graph_id: str
     status: ExecutionStatus
     count: int
+
+
+class UnservedGraph(BaseModel):
+    """A graph with QUEUED executions no live worker serves (view lg_deploy.unserved_graphs)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    graph_id: str
+    queued: int = Field(description="its QUEUED executions")
+    due: int = Field(description="of those, the ones whose run_at has come")
+    oldest_due_at: AwareDatetime | None = Field(description="run_at of the longest-waiting one")
+    waiting_seconds: float = Field(description="how long that one has waited since it was due")
+    last_served_at: AwareDatetime | None = Field(
+        description="when a worker serving this graph last started; null: never served"
+    )
 
 
 class PageCursor(BaseModel):

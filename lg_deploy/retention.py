@@ -12,6 +12,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.db.queries import query
+from lg_deploy.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,4 @@ async def retention_loop(
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)

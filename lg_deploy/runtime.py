@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -17,9 +18,12 @@ from lg_deploy.checkpoints import memory_checkpointer, postgres_checkpointer
 from lg_deploy.db.embedded import start_embedded
 from lg_deploy.db.migrations import migrate
 from lg_deploy.db.pool import open_pool
+from lg_deploy.fleet import Fleet
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
+from lg_deploy.leases import BlockingRenewal
+from lg_deploy.loopwatch import LoopWatch
 from lg_deploy.metrics import Metrics
-from lg_deploy.models import ExecutionState, ExecutionStatus
+from lg_deploy.models import ExecutionState, ExecutionStatus, UnservedGraph
 from lg_deploy.queue.listener import CANCEL_CHANNEL, CHANNELS, FINISHED_CHANNEL, Listener
 from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.queue.postgres import PostgresExecutionQueue
@@ -28,7 +32,7 @@ from lg_deploy.retention import retention_loop
 from lg_deploy.retry import RetryPolicy
 from lg_deploy.settings import Settings
 from lg_deploy.store.memory import InMemoryExecutionStore
-from lg_deploy.store.postgres import PostgresExecutionStore
+from lg_deploy.store.postgres import PostgresExecutionStore, renew_leases_blocking
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker, make_worker_id
 
@@ -47,6 +51,7 @@ class Runtime:
     pool: AsyncConnectionPool[Any] | None = None
     listener: Listener | None = None
     conninfo: str | None = None
+    fleet: Fleet | None = None
     claiming: ClaimingQueue | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -63,6 +68,10 @@ class Runtime:
             self.claiming.wake()
         else:
             await self.queue.enqueue(execution_id)
+
+    async def unserved_graphs(self) -> list[UnservedGraph]:
+        """Graphs with QUEUED executions no live worker serves (none without a fleet)."""
+        return await self.fleet.unserved() if self.fleet is not None else []
 
     async def cancel(self, execution_id: str) -> ExecutionState:
         """Cancel: QUEUED fails at once; RUNNING is stopped by its worker (NOTIFY, or here)."""
@@ -143,7 +152,7 @@ async def runtime_over(
     """A runtime over a given store and queue (memory backend, tests' fakes), worker running."""
     registry = graphs or build_registry(settings)
     worker = _make_worker(settings, store, queue, registry, make_worker_id(), metrics)
-    async with _running(worker, settings):
+    async with _running(worker, settings, metrics):
         yield Runtime(settings, store, queue, registry, worker)
 
 
@@ -167,26 +176,47 @@ async def _postgres_runtime(
     queue = PostgresExecutionQueue(
         pool,
         worker_id=worker_id,
+        graph_ids=registry.names(),
         listener=listener,
         lease_seconds=settings.lease_seconds,
         poll_interval_seconds=settings.poll_interval_seconds,
         claim_ahead=settings.claim_ahead,
     )
-    worker = _make_worker(settings, store, queue, registry, worker_id, metrics)
+    worker = _make_worker(
+        settings,
+        store,
+        queue,
+        registry,
+        worker_id,
+        metrics,
+        blocking_renewal=functools.partial(renew_leases_blocking, conninfo),
+    )
     if listener is not None:
         # Only a hint (anyone may NOTIFY): the worker asks the database which runs to stop.
         listener.subscribe(CANCEL_CHANNEL, lambda _payload: worker.check_cancellations())
     retention = retention_loop(
         pool, settings.retention_seconds, settings.retention_interval_seconds
     )
+    fleet = Fleet(
+        pool,
+        worker_id=worker_id,
+        graph_ids=registry.names(),
+        concurrency=settings.worker_concurrency,
+        ttl_seconds=settings.lease_seconds,
+        fail_never_served_after_seconds=settings.unserved_graph_seconds,
+    )
     try:
         if listener is not None:
             await listener.start()
         try:
-            async with _running(worker, settings), retention:
-                yield Runtime(settings, store, queue, registry, worker, pool, listener, conninfo)
+            await fleet.start()
+            async with _running(worker, settings, metrics), retention:
+                yield Runtime(
+                    settings, store, queue, registry, worker, pool, listener, conninfo, fleet
+                )
         finally:
             await queue.close()
+            await fleet.stop()
             if listener is not None:
                 await listener.stop()
     finally:
@@ -204,6 +234,8 @@ def _make_worker(
     registry: GraphRegistry,
     worker_id: str,
     metrics: Metrics | None,
+    *,
+    blocking_renewal: BlockingRenewal | None = None,
 ) -> ExecutionWorker:
     return ExecutionWorker(
         store,
@@ -220,13 +252,25 @@ def _make_worker(
             backoff_max_seconds=settings.retry_backoff_max_seconds,
         ),
         metrics=metrics,
+        blocking_renewal=blocking_renewal,
     )
 
 
 @contextlib.asynccontextmanager
-async def _running(worker: ExecutionWorker, settings: Settings) -> AsyncIterator[None]:
+async def _running(
+    worker: ExecutionWorker, settings: Settings, metrics: Metrics | None
+) -> AsyncIterator[None]:
+    """The worker running, with the event loop watched while it does."""
+    watch = LoopWatch(
+        running=lambda: worker.running_ids,
+        warn_seconds=settings.loop_warn_seconds,
+        metrics=metrics,
+        on_stall=worker.leases.renew_stalled,
+    )
+    watch.start()
     await worker.start()
     try:
         yield
     finally:
         await worker.stop(settings.shutdown_grace_seconds)
+        await watch.stop()

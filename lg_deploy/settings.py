@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     retry_backoff_seconds: float = Field(default=1.0, ge=0, le=3600)
     retry_backoff_max_seconds: float = Field(default=300.0, ge=0, le=86_400)
     execution_timeout_seconds: float | None = Field(default=None, gt=0, le=604_800)
+    unserved_graph_seconds: float = Field(default=3600.0, gt=0, le=31_536_000)
+    loop_warn_seconds: float = Field(default=0.5, gt=0, le=3600)
     checkpoints: bool = False
     retention_seconds: float | None = Field(default=None, gt=0)
     retention_interval_seconds: float = Field(default=300.0, gt=0, le=86_400)

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from lg_deploy.errors import LgDeployError
-from lg_deploy.graphs import storable_text
-from lg_deploy.leases import LeaseKeeper
+from lg_deploy.failures import describe_error, traceback_of
+from lg_deploy.leases import BlockingRenewal, LeaseKeeper
 from lg_deploy.logs import bound
 from lg_deploy.metrics import Metrics
 from lg_deploy.models import ExecutionState, ExecutionStatus, LeaseRenewal, utcnow
@@ -52,14 +52,6 @@ def make_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def describe_error(error: BaseException) -> str:
-    """A readable one-line error for the `error` column (text PostgreSQL can store)."""
-    if isinstance(error, LgDeployError):
-        return storable_text(str(error))
-    text = storable_text(str(error).strip())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 class ExecutionWorker:
     """Runs up to `concurrency` graphs at once, writing outcomes meanwhile; failures stay apart."""
 
@@ -76,6 +68,7 @@ class ExecutionWorker:
         execution_timeout_seconds: float | None = None,
         retry: RetryPolicy | None = None,
         metrics: Metrics | None = None,
+        blocking_renewal: BlockingRenewal | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -97,6 +90,8 @@ class ExecutionWorker:
             lease_seconds=lease_seconds,
             recovery_interval_seconds=recovery_interval_seconds,
             metrics=metrics,
+            blocking_renewal=blocking_renewal,
+            held_now=self._held_now,
         )
         self._outcomes = OutcomeWriter(store)
         self._claiming = queue if isinstance(queue, ClaimingQueue) else None
@@ -168,10 +163,14 @@ class ExecutionWorker:
             task.cancel()
 
     def _held(self) -> dict[str, int]:
-        """Leases to renew: the runs here, and rows the queue claimed that no slot took yet."""
+        """Leases to renew at a beat; notes when it was asked, for `_on_renewal`."""
+        self._asked_at = time.monotonic()
+        return self._held_now()
+
+    def _held_now(self) -> dict[str, int]:
+        """The runs here, and rows the queue claimed that no slot took yet: id -> attempt."""
         held = dict(self._attempts)
         if self._claiming is not None:
-            self._asked_at = time.monotonic()
             held.update(self._claiming.held())
         return held
 
@@ -351,7 +350,9 @@ class ExecutionWorker:
                 )
             if self.retry.retries(exc, state.attempts, state.max_attempts):
                 return await self._retry_later(state, exc, began)
-            return await self._record(state, ExecutionStatus.FAILED, error=describe_error(exc))
+            return await self._record(
+                state, ExecutionStatus.FAILED, error=describe_error(exc), failure=exc
+            )
         self._graph_done(state.execution_id)
         return await self._record(state, ExecutionStatus.COMPLETED, output=output)
 
@@ -364,7 +365,9 @@ class ExecutionWorker:
             f"{describe_error(exc)} (attempt {state.attempts} of {state.max_attempts}; retrying)"
         )
         run_at = _database_now(state, began) + timedelta(seconds=delay)
-        stored = await self._record(state, ExecutionStatus.QUEUED, error=error, run_at=run_at)
+        stored = await self._record(
+            state, ExecutionStatus.QUEUED, error=error, run_at=run_at, failure=exc
+        )
         if stored is not None:
             self._enqueue_later(state.execution_id, delay)
             if self.metrics is not None:
@@ -379,10 +382,18 @@ class ExecutionWorker:
         output: dict[str, Any] | None = None,
         error: str | None = None,
         run_at: datetime | None = None,
+        failure: BaseException | None = None,
     ) -> ExecutionState | None:
-        """Store the outcome, fenced by this attempt; retried while the database is away."""
+        """Store the outcome, fenced by this attempt; retried while the database is away.
+
+        `failure`, the graph's exception, gives the stored traceback and is logged with it.
+        """
         wanted = state.advance(
-            status=status, output=output, error=error, run_at=run_at or state.run_at
+            status=status,
+            output=output,
+            error=error,
+            traceback=traceback_of(failure) if failure is not None else None,
+            run_at=run_at or state.run_at,
         )
         while True:
             try:
@@ -394,7 +405,7 @@ class ExecutionWorker:
                 logger.exception("could not record the outcome; retrying")
                 await asyncio.sleep(STORE_RETRY_SECONDS)
                 continue
-            logger.info("execution %s%s", status.lower(), f": {error}" if error else "")
+            _log_outcome(status, error, failure)
             self._observe(stored)
             return stored
 
@@ -429,6 +440,17 @@ class ExecutionWorker:
                 await self.queue.enqueue(state.execution_id)
         except Exception as error:
             logger.warning("could not hand back execution: %s", error)
+
+
+def _log_outcome(status: ExecutionStatus, error: str | None, failure: BaseException | None) -> None:
+    """The outcome's log line; a graph's exception at ERROR (WARNING if retried), with traceback."""
+    message = f"execution {status.lower()}" + (f": {error}" if error else "")
+    if failure is None:
+        logger.info(message)
+    else:
+        level = logging.WARNING if status == ExecutionStatus.QUEUED else logging.ERROR
+        own = isinstance(failure, LgDeployError)  # its message says it all
+        logger.log(level, message, exc_info=None if own else failure)
 
 
 def _database_now(state: ExecutionState, began: float) -> datetime:

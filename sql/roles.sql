@@ -58,7 +58,9 @@ GRANT EXECUTE ON FUNCTION lg_deploy.submit(
 GRANT USAGE ON SCHEMA lg_deploy TO lg_deploy_reader;
 GRANT SELECT ON lg_deploy.executions, lg_deploy.execution_events,
                 lg_deploy.execution_transitions, lg_deploy.schema_migrations,
-                lg_deploy.queue_depth, lg_deploy.recent_failures, lg_deploy.slowest_executions
+                lg_deploy.queue_depth, lg_deploy.recent_failures, lg_deploy.slowest_executions,
+                lg_deploy.workers, lg_deploy.served_graphs, lg_deploy.queued_graphs,
+                lg_deploy.unserved_graphs, lg_deploy.live_workers
     TO lg_deploy_reader;
 
 -- Role settings apply to sessions that log in as this very role; members do NOT inherit them.
@@ -88,12 +90,16 @@ GRANT SELECT, DELETE ON lg_deploy.executions TO lg_deploy_service;
 GRANT INSERT (execution_id, graph_id, input, max_attempts, priority, run_at, request_id,
               idempotency_key, timeout_seconds, metadata)
     ON lg_deploy.executions TO lg_deploy_service;
-GRANT UPDATE (status, output, error, attempts, max_attempts, priority, run_at, worker_id,
-              lease_expires_at, cancel_requested_at)
+GRANT UPDATE (status, output, error, traceback, attempts, max_attempts, priority, run_at,
+              worker_id, lease_expires_at, cancel_requested_at)
     ON lg_deploy.executions TO lg_deploy_service;
 GRANT SELECT ON lg_deploy.execution_events, lg_deploy.execution_transitions,
-                lg_deploy.schema_migrations
+                lg_deploy.schema_migrations, lg_deploy.queued_graphs, lg_deploy.unserved_graphs,
+                lg_deploy.live_workers
     TO lg_deploy_service;
+-- Each process registers itself and the graphs it serves, and removes its row when it stops.
+GRANT SELECT, INSERT, UPDATE, DELETE ON lg_deploy.workers TO lg_deploy_service;
+GRANT SELECT, INSERT, UPDATE ON lg_deploy.served_graphs TO lg_deploy_service;
 
 -- LangGraph's checkpoint tables (LG_DEPLOY_CHECKPOINTS=true), once the owner has created them.
 DO $$

@@ -20,6 +20,8 @@ from tests.conftest import LG_DEPLOY_COMMAND
 
 WAIT_SECONDS = 15.0
 SERVE_START_SECONDS = 30.0
+# The graphs test queues claim: the shipped examples and the fakes the worker tests run.
+TEST_GRAPHS = ("echo", "sleep", "fail", "pipeline", "anything", "boom", "own_timeout")
 
 
 def wait_until(

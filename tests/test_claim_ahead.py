@@ -17,7 +17,7 @@ from lg_deploy.queue.pace import AHEAD_SECONDS, WINDOW_SECONDS, ClaimPace
 from lg_deploy.queue.postgres import PostgresExecutionQueue
 from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.worker import ExecutionWorker
-from tests.helpers import wait_until_async
+from tests.helpers import TEST_GRAPHS, wait_until_async
 from tests.test_leases import Gate
 from tests.test_postgres_queue import count_running, insert_rows
 
@@ -105,6 +105,7 @@ def queue_with(
     """A queue of worker w1 with this pace, short leases and a 0.1 s poll."""
     options: dict[str, Any] = {
         "worker_id": "w1",
+        "graph_ids": TEST_GRAPHS,
         "poll_interval_seconds": 0.1,
         "lease_seconds": LEASE_SECONDS,
         "hold_seconds": 30.0,

@@ -25,7 +25,7 @@ from lg_deploy.worker import ExecutionWorker, GraphRunner
 from tests import test_processes as processes
 from tests import test_worker as support
 from tests.conftest import make_state
-from tests.helpers import wait_until, wait_until_async
+from tests.helpers import TEST_GRAPHS, wait_until, wait_until_async
 from tests.test_worker import Backend
 
 # The backend (memory and postgres) and registry fixtures of test_worker, and the worker
@@ -59,6 +59,7 @@ def pg_worker(
     queue = PostgresExecutionQueue(
         backend.pool,
         worker_id=name,
+        graph_ids=TEST_GRAPHS,
         listener=None,
         lease_seconds=LEASE_SECONDS,
         poll_interval_seconds=0.1,

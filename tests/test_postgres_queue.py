@@ -15,7 +15,7 @@ from lg_deploy.db.pool import open_pool
 from lg_deploy.db.queries import query
 from lg_deploy.queue import Listener, PostgresExecutionQueue
 from lg_deploy.queue.listener import QUEUED_CHANNEL
-from tests.helpers import wait_until_async
+from tests.helpers import TEST_GRAPHS, wait_until_async
 
 WAIT_SECONDS = 10.0
 SETTLE_SECONDS = 0.2  # long enough for a waiting claimer's first (empty) claim to finish
@@ -31,7 +31,12 @@ async def make_queue(pool: AsyncConnectionPool[Any]) -> AsyncIterator[MakeQueue]
     made: list[PostgresExecutionQueue] = []
 
     def make(**options: Any) -> PostgresExecutionQueue:
-        options = {"worker_id": "w1", "poll_interval_seconds": 0.2, **options}
+        options = {
+            "worker_id": "w1",
+            "graph_ids": TEST_GRAPHS,
+            "poll_interval_seconds": 0.2,
+            **options,
+        }
         queue = PostgresExecutionQueue(options.pop("pool", pool), **options)
         made.append(queue)
         return queue
@@ -346,7 +351,13 @@ async def test_enqueue_notifies_the_id(make_queue: MakeQueue, db_url: str, sql: 
 
 def claim_buffers(sql: Sql, limit: int) -> tuple[int, int]:
     """Run claim_executions once under EXPLAIN ANALYZE: (rows claimed, buffers it touched)."""
-    params = {"limit": limit, "worker_id": "w-plan", "lease_seconds": 30, "now": None}
+    params = {
+        "limit": limit,
+        "worker_id": "w-plan",
+        "lease_seconds": 30,
+        "now": None,
+        "graph_ids": ["echo"],
+    }
     explain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + query("claim_executions")
     [[plan]] = sql.execute(explain, params).fetchone() or [[{}]]
     top = plan["Plan"]

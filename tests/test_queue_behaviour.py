@@ -14,6 +14,7 @@ from lg_deploy.queue.protocol import ExecutionQueue
 from lg_deploy.store import InMemoryExecutionStore, PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from tests.conftest import make_state
+from tests.helpers import TEST_GRAPHS
 
 WAIT_SECONDS = 10.0
 NOTHING_SECONDS = 0.3
@@ -36,7 +37,7 @@ async def store_and_queue(
         yield InMemoryExecutionStore(), AsyncioExecutionQueue()
         return
     queue = PostgresExecutionQueue(
-        backend, worker_id="w1", listener=None, poll_interval_seconds=0.2
+        backend, worker_id="w1", graph_ids=TEST_GRAPHS, listener=None, poll_interval_seconds=0.2
     )
     try:
         yield PostgresExecutionStore(backend), queue

@@ -296,12 +296,15 @@ def checkpoints_of(sql: SqlConn, execution_id: str) -> int:
 def test_unknown_graph_from_sql_fails_once_with_a_readable_error(
     logins: Logins, sql: SqlConn, launch: Launcher
 ) -> None:
-    """A producer's row naming no graph is FAILED after one attempt, even with retry-on-error."""
+    """A producer's row naming a graph no worker ever served is never claimed: it is FAILED with a
+    readable error once LG_DEPLOY_UNSERVED_GRAPH_SECONDS pass, even with retry-on-error."""
     launch.worker(
         as_service(logins),
         **SERVICE_SETTINGS,
         LG_DEPLOY_RETRY_ON_ERROR="true",
         LG_DEPLOY_RETRY_BACKOFF_SECONDS="0",
+        LG_DEPLOY_UNSERVED_GRAPH_SECONDS="1",
+        LG_DEPLOY_LEASE_SECONDS="1",
     )
     producer = psycopg.connect(logins.url(logins.create(PRODUCER)), autocommit=True)
     logins.conns.append(producer)
@@ -310,11 +313,12 @@ def test_unknown_graph_from_sql_fails_once_with_a_readable_error(
     wait_status(sql, unknown, "FAILED")
     wait_status(sql, raising, "FAILED")
     row = row_of(sql, unknown)
-    assert row["attempts"] == 1
+    assert row["attempts"] == 0
     assert row["error"] == (
-        "unknown graph 'no_such_graph'; known graphs: echo, fail, pipeline, sleep"
+        "no worker has ever served graph 'no_such_graph'; failed after waiting more than 1 s"
+        " (LG_DEPLOY_UNSERVED_GRAPH_SECONDS)"
     )
-    assert history(sql, unknown) == [(None, "QUEUED"), ("QUEUED", "RUNNING"), ("RUNNING", "FAILED")]
+    assert history(sql, unknown) == [(None, "QUEUED"), ("QUEUED", "FAILED")]
     assert row_of(sql, raising)["attempts"] == 2
 
 

@@ -248,18 +248,24 @@ def test_finishing_too_many_rows_for_a_payload_sends_star(sql: Conn, db_url: str
     assert [(n.channel, n.payload) for n in got] == [(FINISHED_CHANNEL, "*")]
 
 
-CLAIM_PARAMS = {"limit": 10, "worker_id": "w-explain", "lease_seconds": 30, "now": None}
+CLAIM_PARAMS = {
+    "limit": 10,
+    "worker_id": "w-explain",
+    "lease_seconds": 30,
+    "now": None,
+    "graph_ids": ["echo"],
+}
 
 
 @pytest.mark.req("CARD-CLAIM", "CARD-SCHEMA")
 def test_claim_index_is_partial_on_queued_rows_in_claim_order(sql: Conn) -> None:
-    """executions_claim_idx covers only QUEUED rows, ordered as the claim orders them."""
+    """executions_claim_idx covers only QUEUED rows, by graph, then in claim order."""
     row = sql.execute(
         "SELECT indexdef FROM pg_indexes "
         "WHERE schemaname = 'lg_deploy' AND indexname = 'executions_claim_idx'"
     ).fetchone()
     assert row is not None
-    assert "(priority DESC, run_at, execution_id)" in row[0]
+    assert "(graph_id, priority DESC, run_at, execution_id)" in row[0]
     assert row[0].endswith("WHERE (status = 'QUEUED'::text)")
 
 

@@ -169,7 +169,13 @@ class LifecycleMachine(RuleBasedStateMachine):
         """The claim query takes the due executions, highest priority then oldest first."""
         due = [i for i, e in self.model.items() if e.status == Q and e.run_at <= self.now]
         due.sort(key=lambda i: (-self.model[i].priority, self.model[i].run_at, i))
-        params = {"limit": limit, "worker_id": worker, "lease_seconds": 5, "now": self.now}
+        params = {
+            "limit": limit,
+            "worker_id": worker,
+            "lease_seconds": 5,
+            "now": self.now,
+            "graph_ids": ["echo"],
+        }
         claimed = self.runner.run(self._fetch_ids(query("claim_executions"), params))
         assert sorted(claimed) == sorted(due[:limit])
         for execution_id in claimed:

@@ -19,12 +19,13 @@ from lg_deploy.logs import ContextFilter
 from lg_deploy.models import ExecutionState, ExecutionStatus
 from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.queue.postgres import PostgresExecutionQueue
+from lg_deploy.retry import RetryPolicy
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker, GraphRunner
 from tests.conftest import make_state
-from tests.helpers import wait_until_async
+from tests.helpers import TEST_GRAPHS, wait_until_async
 
 WAIT_SECONDS = 10.0
 POLL_SECONDS = 0.1
@@ -82,7 +83,11 @@ class Backend:
             queue: Any = AsyncioExecutionQueue()
         else:
             queue = PostgresExecutionQueue(
-                self.pool, worker_id=worker_id, listener=None, poll_interval_seconds=POLL_SECONDS
+                self.pool,
+                worker_id=worker_id,
+                graph_ids=graphs.names() if isinstance(graphs, GraphRegistry) else TEST_GRAPHS,
+                listener=None,
+                poll_interval_seconds=POLL_SECONDS,
             )
         worker = ExecutionWorker(self.store, queue, graphs, worker_id=worker_id, **options)
         self.workers.append(worker)
@@ -282,14 +287,13 @@ async def test_worker_runs_alone_with_fake_store_queue_and_graphs() -> None:
     ("graph_id", "graph_input", "expected"),
     [
         ("fail", {"message": "model said no"}, ["RuntimeError: model said no"]),
-        ("no_such_graph", {}, ["no_such_graph", *DEFAULT_GRAPHS]),
         ("set_output", {}, ["not JSON-serialisable"]),
         ("nan_output", {}, ["not JSON-serialisable", "NaN"]),
         ("nul_output", {}, ["not JSON-serialisable", "NUL"]),
         ("own_timeout", {}, ["TimeoutError: model call timed out"]),
         ("nul_error", {}, ["RuntimeError: bad\ufffdbyte"]),
     ],
-    ids=["fail", "unknown-graph", "set", "nan", "nul", "graph-raised-timeout", "nul-in-error"],
+    ids=["fail", "set", "nan", "nul", "graph-raised-timeout", "nul-in-error"],
 )
 async def test_failing_execution_is_recorded_and_harms_no_other(
     backend: Backend,
@@ -313,6 +317,28 @@ async def test_failing_execution_is_recorded_and_harms_no_other(
     assert state.attempts == 1
     await assert_echoes_completed(backend, echoes)
     await assert_echoes_completed(backend, await submit_echoes(backend, worker, 3))
+
+
+@pytest.mark.req("LLD-9.1", "LLD-6.1")
+async def test_id_of_an_unknown_graph_handed_to_a_worker_fails_naming_the_known_graphs(
+    registry: GraphRegistry,
+) -> None:
+    """An id of a graph the worker lacks (memory queue) fails at once, naming the known graphs.
+
+    Even a retrying worker gives it one attempt: no other attempt could know the graph.
+    """
+    store = InMemoryExecutionStore()
+    retrying = RetryPolicy(retry_on_error=True)
+    worker = ExecutionWorker(store, AsyncioExecutionQueue(), registry, retry=retrying)
+    bad = await store.create(make_state(graph_id="no_such_graph", input={}))
+    done = await worker.process(bad.execution_id)
+    assert done is not None
+    assert (done.status, done.attempts) == (ExecutionStatus.FAILED, 1)
+    assert done.error is not None
+    assert "\n" not in done.error
+    for text in ["no_such_graph", *DEFAULT_GRAPHS]:
+        assert text in done.error
+    assert done.traceback is None
 
 
 @pytest.mark.req("LLD-9.1", "LLD-6.1")

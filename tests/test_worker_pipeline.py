@@ -25,7 +25,7 @@ from lg_deploy.store import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker
 from tests.conftest import make_state
-from tests.helpers import wait_until_async
+from tests.helpers import TEST_GRAPHS, wait_until_async
 
 COMPLETED, RUNNING = ExecutionStatus.COMPLETED, ExecutionStatus.RUNNING
 
@@ -62,7 +62,9 @@ async def running_worker(
     """A started worker (concurrency from the test's `concurrency` mark) over a counting store."""
     mark = request.node.get_closest_marker("concurrency")
     store = CountingStore(PostgresExecutionStore(pool))
-    queue = PostgresExecutionQueue(pool, worker_id="w", poll_interval_seconds=0.05)
+    queue = PostgresExecutionQueue(
+        pool, worker_id="w", graph_ids=TEST_GRAPHS, poll_interval_seconds=0.05
+    )
     registry = GraphRegistry(DEFAULT_GRAPHS)
     registry.load_all()
     worker = ExecutionWorker(

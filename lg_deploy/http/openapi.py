@@ -141,7 +141,8 @@ def build_openapi() -> dict[str, Any]:
         },
         "/graphs": {
             "get": _operation(
-                "Graphs this deployment runs", {"200": _answer("graphs", GraphList), **_errors(422)}
+                "Graphs this process serves, and graphs nobody serves",
+                {"200": _answer("graphs", GraphList), **_errors(422, 503)},
             )
         },
         "/healthz": {"get": _operation("Liveness", {"200": _answer("alive", Health)})},

@@ -227,10 +227,12 @@ async def execution_events(request: Request) -> Response:
 
 
 async def list_graphs(request: Request) -> Response:
-    """GET /graphs: the graphs this deployment runs."""
+    """GET /graphs: the graphs this process serves, and the graphs no live worker serves."""
     _query(request, NoQuery)
-    names = _runtime(request).graphs.names()
-    return _json(GraphList(items=[GraphInfo(graph_id=name) for name in names]))
+    runtime = _runtime(request)
+    items = [GraphInfo(graph_id=name) for name in runtime.graphs.names()]
+    unserved = await runtime.unserved_graphs()
+    return _json(GraphList(items=items, worker_id=runtime.worker.worker_id, unserved=unserved))
 
 
 async def healthz(request: Request) -> Response:
@@ -245,9 +247,13 @@ async def readyz(request: Request) -> Response:
     if runtime.listener is not None:
         checks["listener"] = runtime.listener.connected
     ready = all(checks.values())
-    return _json(
-        Health(status="ready" if ready else "unavailable", checks=checks), 200 if ready else 503
+    health = Health(
+        status="ready" if ready else "unavailable",
+        checks=checks,
+        graphs=runtime.graphs.names(),
+        worker_id=runtime.worker.worker_id,
     )
+    return _json(health, 200 if ready else 503)
 
 
 async def _database_ok(runtime: Runtime) -> bool:
@@ -266,6 +272,7 @@ async def metrics(request: Request) -> Response:
     recorder = request.state.metrics
     runtime = _runtime(request)
     recorder.set_queue_depth(await runtime.store.count_active())
+    recorder.set_unserved(await runtime.unserved_graphs())
     if runtime.listener is not None:
         recorder.listener_connected.set(1 if runtime.listener.connected else 0)
         recorder.listener_connects.set(runtime.listener.connects)

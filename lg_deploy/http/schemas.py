@@ -8,7 +8,13 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lg_deploy.models import ExecutionEvent, ExecutionState, ExecutionStatus, PageCursor
+from lg_deploy.models import (
+    ExecutionEvent,
+    ExecutionState,
+    ExecutionStatus,
+    PageCursor,
+    UnservedGraph,
+)
 
 GRAPH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
 
@@ -116,15 +122,19 @@ class EventList(BaseModel):
 
 
 class GraphInfo(BaseModel):
-    """A graph this deployment can run."""
+    """A graph this process serves."""
 
     graph_id: str
 
 
 class GraphList(BaseModel):
-    """Every graph this deployment can run."""
+    """The graphs this process serves (its workers claim only these), and those nobody serves."""
 
-    items: list[GraphInfo]
+    items: list[GraphInfo] = Field(description="the graphs this process serves")
+    worker_id: str = Field(description="this process's worker, as in lg_deploy.workers")
+    unserved: list[UnservedGraph] = Field(
+        description="graphs with QUEUED executions that no live worker serves"
+    )
 
 
 class Health(BaseModel):
@@ -132,6 +142,8 @@ class Health(BaseModel):
 
     status: str
     checks: dict[str, bool] = Field(default_factory=dict)
+    graphs: list[str] | None = Field(default=None, description="the graphs this process serves")
+    worker_id: str | None = None
 
 
 class ErrorBody(BaseModel):

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 import psycopg
 from psycopg import sql
 
+from lg_deploy.tasks import cancel_and_wait
+
 logger = logging.getLogger(__name__)
 
 QUEUED_CHANNEL = "lg_deploy_queued"
@@ -73,11 +75,8 @@ class Listener:
 
     async def stop(self) -> None:
         """Stop listening and close the connection."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         shortest, longest = RECONNECT_DELAY_SECONDS

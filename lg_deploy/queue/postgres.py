@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import psycopg
@@ -19,6 +19,7 @@ from lg_deploy.models import ExecutionState
 from lg_deploy.queue.listener import QUEUED_CHANNEL, Listener
 from lg_deploy.queue.pace import ClaimPace
 from lg_deploy.store.postgres import row_to_state
+from lg_deploy.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,10 @@ HOLD_SECONDS = 1.0
 
 
 class PostgresExecutionQueue:
-    """Claims QUEUED rows for one worker process: one for each waiting slot, plus a few ahead.
+    """Claims QUEUED rows of its graphs for one worker: one for each waiting slot, plus some ahead.
+
+    Only rows whose graph is in `graph_ids` are claimed: other deployments' rows sharing the
+    table are never touched.
 
     `dequeue` callers are the free worker slots: the claimer claims as many due rows as there
     are callers waiting, in one statement, and wakes on NOTIFY or every poll interval. At a
@@ -46,6 +50,7 @@ class PostgresExecutionQueue:
         pool: AsyncConnectionPool[Any],
         *,
         worker_id: str,
+        graph_ids: Collection[str],
         listener: Listener | None = None,
         lease_seconds: float = LEASE_SECONDS,
         poll_interval_seconds: float = POLL_INTERVAL_SECONDS,
@@ -55,6 +60,7 @@ class PostgresExecutionQueue:
     ) -> None:
         self._pool = pool
         self.worker_id = worker_id
+        self._graph_ids = sorted(set(graph_ids))
         self._lease_seconds = lease_seconds
         self._poll_interval_seconds = poll_interval_seconds
         self._pace = pace or ClaimPace(claim_ahead)
@@ -134,11 +140,8 @@ class PostgresExecutionQueue:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._claimer is not None:
-            self._claimer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._claimer
-            self._claimer = None
+        await cancel_and_wait(self._claimer)
+        self._claimer = None
         for getter in self._getters:
             getter.cancel()
         self._getters.clear()
@@ -223,6 +226,7 @@ class PostgresExecutionQueue:
     async def _claim(self, limit: int) -> list[str]:
         params = {
             "limit": limit,
+            "graph_ids": self._graph_ids,
             "worker_id": self.worker_id,
             "lease_seconds": self._lease_seconds,
             "now": None,

@@ -186,6 +186,7 @@ class InMemoryExecutionStore:
             worker_id=state.worker_id if from_status is not None else None,
             attempt=state.attempts,
             error=state.error if carries_error and from_status is not None else None,
+            traceback=state.traceback if carries_error and from_status is not None else None,
         )
         self._events[state.execution_id].append(event)
 
@@ -224,6 +225,7 @@ def check_new(state: ExecutionState) -> None:
         and state.lease_expires_at is None
         and state.output is None
         and state.error is None
+        and state.traceback is None
         and state.started_at is None
         and state.finished_at is None
         and state.cancel_requested_at is None

@@ -46,6 +46,7 @@ DECIDED_BY_DATABASE = (
 
 
 STATE_FIELDS = tuple(ExecutionState.model_fields)
+BLOCKING_CONNECT_TIMEOUT_SECONDS = 5
 
 
 def row_to_state(row: dict[str, Any]) -> ExecutionState:
@@ -244,6 +245,25 @@ class PostgresExecutionStore:
             return row
 
 
+def renew_leases_blocking(
+    conninfo: str, worker_id: str, held: dict[str, int], lease_seconds: float
+) -> None:
+    """`renew_leases` on a connection of its own, with no event loop: for a thread to call."""
+    params = {
+        "worker_id": worker_id,
+        "execution_ids": list(held),
+        "attempts": list(held.values()),
+        "lease_seconds": lease_seconds,
+    }
+    with psycopg.connect(
+        conninfo,
+        autocommit=True,
+        connect_timeout=BLOCKING_CONNECT_TIMEOUT_SECONDS,
+        application_name="lg-deploy-watchdog",
+    ) as conn:
+        conn.execute(query("renew_leases"), params)
+
+
 def _update_document(
     wanted: list[tuple[int, ExecutionState]], expected_status: ExecutionStatus
 ) -> dict[str, Any]:
@@ -257,6 +277,7 @@ def _update_document(
             "status": state.status.value,
             "output": state.output,
             "error": state.error,
+            "traceback": state.traceback,
             "attempts": state.attempts,
             "max_attempts": state.max_attempts,
             "priority": state.priority,

@@ -25,6 +25,7 @@ UPDATE lg_deploy.executions
 SET status = %(status)s,
     output = %(output)s,
     error = %(error)s,
+    traceback = %(traceback)s,
     attempts = %(attempts)s,
     max_attempts = %(max_attempts)s,
     priority = %(priority)s,
@@ -37,17 +38,29 @@ WHERE execution_id = %(execution_id)s
 RETURNING *;
 
 -- name: claim_executions
--- Claim up to `limit` due QUEUED executions for one worker, highest priority then oldest first
--- (database clock unless a time is given, as tests do); returns the claimed rows as now stored.
--- `levels` walks the priorities present (one index probe each), and each level is read as a
--- range of due rows only: many rows due later never make a claim scan past them. The nested
--- loop yields levels highest first and rows oldest first, and stops at `limit`, so only the
--- rows it returns are locked.
-WITH RECURSIVE levels(priority) AS (
-    SELECT max(priority) FROM lg_deploy.executions WHERE status = 'QUEUED'
+-- Claim up to `limit` due QUEUED executions of the graphs in `graph_ids` for one worker, highest
+-- priority then earliest run_at then id (database clock unless a time is given, as tests do);
+-- returns the claimed rows as now stored. Rows of graphs this worker does not serve are never
+-- read. `levels` walks the priorities present among its graphs, highest first (one index probe
+-- per graph each); at each level every graph gives its oldest due rows (a range of
+-- executions_claim_idx, so rows due later cost nothing), and the level's rows are merged in
+-- claim order. The walk stops at `limit`, so only the levels it needs are read and locked.
+WITH RECURSIVE served(graph_id) AS (
+    SELECT DISTINCT unnest(%(graph_ids)s::text[])
+),
+levels(priority) AS (
+    SELECT max(top.priority)
+    FROM served CROSS JOIN LATERAL (
+        SELECT max(q.priority) AS priority FROM lg_deploy.executions q
+        WHERE q.status = 'QUEUED' AND q.graph_id = served.graph_id
+    ) AS top
     UNION ALL
-    SELECT (SELECT max(q.priority) FROM lg_deploy.executions q
-            WHERE q.status = 'QUEUED' AND q.priority < levels.priority)
+    SELECT (SELECT max(below.priority)
+            FROM served CROSS JOIN LATERAL (
+                SELECT max(q.priority) AS priority FROM lg_deploy.executions q
+                WHERE q.status = 'QUEUED' AND q.graph_id = served.graph_id
+                  AND q.priority < levels.priority
+            ) AS below)
     FROM levels
     WHERE levels.priority IS NOT NULL
 ),
@@ -55,14 +68,20 @@ picked AS (
     SELECT due.execution_id
     FROM levels
     CROSS JOIN LATERAL (
-        SELECT q.execution_id
-        FROM lg_deploy.executions q
-        WHERE q.status = 'QUEUED'
-          AND q.priority = levels.priority
-          AND q.run_at <= COALESCE(%(now)s::timestamptz, now())
-        ORDER BY q.run_at, q.execution_id
+        SELECT mine.execution_id
+        FROM served CROSS JOIN LATERAL (
+            SELECT q.execution_id, q.run_at
+            FROM lg_deploy.executions q
+            WHERE q.status = 'QUEUED'
+              AND q.graph_id = served.graph_id
+              AND q.priority = levels.priority
+              AND q.run_at <= COALESCE(%(now)s::timestamptz, now())
+            ORDER BY q.run_at, q.execution_id
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED
+        ) AS mine
+        ORDER BY mine.run_at, mine.execution_id
         LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
     ) AS due
     LIMIT %(limit)s
 )
@@ -210,6 +229,7 @@ UPDATE lg_deploy.executions e
 SET status = u.status,
     output = u.output,
     error = u.error,
+    traceback = u.traceback,
     attempts = u.attempts,
     max_attempts = u.max_attempts,
     priority = u.priority,
@@ -217,9 +237,9 @@ SET status = u.status,
     worker_id = u.worker_id,
     lease_expires_at = u.lease_expires_at
 FROM jsonb_to_recordset(%(rows)s::jsonb)
-     AS u(execution_id uuid, status text, output jsonb, error text, attempts integer,
-          max_attempts integer, priority smallint, run_at timestamptz, worker_id text,
-          lease_expires_at timestamptz)
+     AS u(execution_id uuid, status text, output jsonb, error text, traceback text,
+          attempts integer, max_attempts integer, priority smallint, run_at timestamptz,
+          worker_id text, lease_expires_at timestamptz)
 WHERE e.execution_id = u.execution_id
   AND e.status = %(expected_status)s
   AND (e.status <> 'RUNNING' OR (e.attempts = u.attempts AND e.worker_id = u.worker_id))
