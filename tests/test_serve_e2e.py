@@ -248,7 +248,7 @@ def test_memory_backend_serve_completes_an_execution_without_a_database(
 def test_cli_commands_against_the_running_server(
     start_server: StartServer, worker_env: dict[str, str], sql: psycopg.Connection[Any]
 ) -> None:
-    """submit/get/list/events/cancel/wait print JSON; exit 0, 1 when FAILED, 3 when not final."""
+    """submit/get/list/events/cancel/wait print JSON; exit 0, 1 FAILED, 3 not final, 5 a 404."""
     server = start_server(worker_env)
     with server.http() as client:
         answer = client.post("/executions", json={"graph_id": "echo", "input": {"k": 1}})
@@ -298,7 +298,7 @@ def test_cli_commands_against_the_running_server(
     assert fail["status"] == "FAILED"
     assert "boom" in fail["error"]
     assert printed("get", 0)["execution_id"] == known
-    assert results["get-unknown"][0] == 1
+    assert results["get-unknown"][0] == 5
     assert "404" in results["get-unknown"][2]
     page = printed("list", 0)
     assert len(page["items"]) == 1

