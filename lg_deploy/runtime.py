@@ -262,7 +262,7 @@ async def _running(
 ) -> AsyncIterator[None]:
     """The worker running, with the event loop watched while it does."""
     watch = LoopWatch(
-        running=lambda: worker.running_ids,
+        running=lambda: worker.graph_running_ids,
         warn_seconds=settings.loop_warn_seconds,
         metrics=metrics,
         on_stall=worker.leases.renew_stalled,

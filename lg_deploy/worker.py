@@ -111,6 +111,13 @@ class ExecutionWorker:
         """Ids of the executions this worker is running now."""
         return list(self._running)
 
+    @property
+    def graph_running_ids(self) -> list[str]:
+        """Ids of the executions whose graph runs here now (not those only writing an outcome)."""
+        return [
+            execution_id for execution_id in self._running if execution_id not in self._recording
+        ]
+
     async def start(self) -> None:
         """Start `concurrency` slots, each taking one execution at a time, and the lease keeper."""
         if self._slots:

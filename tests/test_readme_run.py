@@ -79,7 +79,9 @@ def _newcomer(checkout: Path) -> pwd.struct_passwd | None:
     try:
         pwd.getpwnam(NEWCOMER)
     except KeyError:
-        subprocess.run(["useradd", "--create-home", NEWCOMER], check=True)
+        made = subprocess.run(["useradd", "--create-home", NEWCOMER], check=False)
+        if made.returncode != 0:
+            pwd.getpwnam(NEWCOMER)  # another test process made it first; else this raises
     subprocess.run(["chown", "-R", f"{NEWCOMER}:{NEWCOMER}", str(checkout.parent)], check=True)
     return pwd.getpwnam(NEWCOMER)
 

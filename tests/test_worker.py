@@ -366,7 +366,10 @@ async def test_hanging_graph_times_out_while_others_complete(
 async def test_runs_in_parallel_up_to_concurrency(
     backend: Backend, registry: GraphRegistry
 ) -> None:
-    """Ten 0.3 s executions at concurrency 5 overlap, and never more than 5 are RUNNING."""
+    """Ten 0.3 s executions at concurrency 5 overlap, and never more than 5 graphs run at once.
+
+    (A slot takes its next execution while the last one's outcome is written, so more than 5
+    may be in the worker, and RUNNING in the table, for the length of a write.)"""
     worker = backend.worker(registry, concurrency=5)
     ids = [
         (
@@ -382,7 +385,7 @@ async def test_runs_in_parallel_up_to_concurrency(
     while True:
         most_running = max(most_running, await backend.count_running(ids))
         states = [await backend.store.get(i) for i in ids]
-        most_in_worker = max(most_in_worker, len(worker.running_ids))
+        most_in_worker = max(most_in_worker, len(worker.graph_running_ids))
         if all(s is not None and s.is_final for s in states):
             break
         assert time.monotonic() - started < WAIT_SECONDS
@@ -390,7 +393,7 @@ async def test_runs_in_parallel_up_to_concurrency(
     elapsed = time.monotonic() - started
     assert all(s is not None and s.status == ExecutionStatus.COMPLETED for s in states)
     assert elapsed < 1.8, f"10 x 0.3 s took {elapsed:.2f} s: not parallel"
-    assert 2 <= most_running <= 5
+    assert 2 <= most_running <= 10  # 5 graphs running, and up to 5 outcomes being written
     assert most_in_worker <= 5
 
 

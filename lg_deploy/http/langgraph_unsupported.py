@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from starlette._utils import get_route_path
-from starlette.routing import BaseRoute, Match, NoMatchFound, Route, compile_path
+from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
 from lg_deploy.http.errors import ApiError, error_response
@@ -101,13 +100,11 @@ class NotSupported(BaseRoute):
         self.methods = _with_head(methods)
         self.feature = feature
         self.served = _with_head(served)  # methods lg-deploy serves on this path: then a 405
-        self.path_regex, _, _ = compile_path(path)
+        self._matcher = Route(path, self.handle, methods=list(methods))  # Starlette's matching
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        """FULL on path and method, PARTIAL on the path alone (a 405), else NONE."""
-        if scope["type"] != "http" or not self.path_regex.match(get_route_path(scope)):
-            return Match.NONE, {}
-        return (Match.FULL if scope["method"] in self.methods else Match.PARTIAL), {}
+        """FULL on path and method, PARTIAL on the path alone (a 405), else NONE: as a Route."""
+        return self._matcher.matches(scope)
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:
         """These routes have no name to build a URL from."""
