@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -206,3 +207,45 @@ class PageCursor(BaseModel):
 
     created_at: AwareDatetime
     execution_id: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A run's final outcome, recorded for the attempt that ran it (ExecutionStore.finish_running).
+
+    Only status, output, error and traceback are written: what an operator changed on the row
+    meanwhile (its priority, max_attempts) stays.
+    """
+
+    running: ExecutionState
+    status: ExecutionStatus
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in FINAL_STATUSES:
+            raise ValueError(f"a finish is COMPLETED or FAILED, not {self.status}")
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """A run returned to the queue by the attempt that held it (ExecutionStore.requeue_running).
+
+    The row decides with its own max_attempts: QUEUED with `error` (and, when `numbered`, the
+    attempt it was and how many it has) due at `run_at` (its own when None), or FAILED with
+    `final_error` when no attempts are left. Only status, error, traceback and run_at change.
+    """
+
+    running: ExecutionState
+    error: str
+    final_error: str
+    traceback: str | None = None
+    run_at: datetime | None = None
+    numbered: bool = False
+
+    def error_if_requeued(self, attempts: int, max_attempts: int) -> str:
+        """The error a QUEUED row keeps, as requeue_running words it."""
+        if not self.numbered:
+            return self.error
+        return f"{self.error} (attempt {attempts} of {max_attempts}; retrying)"

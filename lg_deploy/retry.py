@@ -21,11 +21,13 @@ class RetryPolicy:
     backoff_seconds: float = 1.0
     backoff_max_seconds: float = 300.0
 
+    def retryable(self, error: BaseException) -> bool:
+        """True when a run that raised `error` should run again, if its row has attempts left."""
+        return self.retry_on_error and not isinstance(error, _PERMANENT)
+
     def retries(self, error: BaseException, attempt: int, max_attempts: int) -> bool:
-        """True when a run that raised `error` on `attempt` should run again."""
-        if not self.retry_on_error or isinstance(error, _PERMANENT):
-            return False
-        return attempt < max_attempts
+        """True when a run that raised `error` on `attempt` of `max_attempts` should run again."""
+        return self.retryable(error) and attempt < max_attempts
 
     def delay_seconds(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds before the next attempt: 2^(attempt-1) x backoff, capped, half of it jittered."""

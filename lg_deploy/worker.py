@@ -19,7 +19,14 @@ from lg_deploy.failures import describe_error, traceback_of
 from lg_deploy.leases import BlockingRenewal, LeaseKeeper
 from lg_deploy.logs import bound
 from lg_deploy.metrics import Metrics
-from lg_deploy.models import ExecutionState, ExecutionStatus, LeaseRenewal, utcnow
+from lg_deploy.models import (
+    ExecutionState,
+    ExecutionStatus,
+    Finish,
+    LeaseRenewal,
+    Requeue,
+    utcnow,
+)
 from lg_deploy.outcomes import OutcomeWriter
 from lg_deploy.queue.protocol import ClaimingQueue, ExecutionQueue
 from lg_deploy.retry import RetryPolicy
@@ -93,7 +100,7 @@ class ExecutionWorker:
             blocking_renewal=blocking_renewal,
             held_now=self._held_now,
         )
-        self._outcomes = OutcomeWriter(store)
+        self._outcomes = OutcomeWriter(store, self.worker_id)
         self._claiming = queue if isinstance(queue, ClaimingQueue) else None
         self._slots: set[asyncio.Task[None]] = set()
         self._idle: set[asyncio.Task[None]] = set()
@@ -292,7 +299,7 @@ class ExecutionWorker:
                 self.metrics.leases_lost.inc()
             logger.warning("execution abandoned: its lease passed to another attempt")
             return None
-        return await self._record(state, ExecutionStatus.FAILED, error=CANCELLED)
+        return await self._record(Finish(state, ExecutionStatus.FAILED, error=CANCELLED))
 
     async def _begin(self, execution_id: str) -> ExecutionState | None:
         """The RUNNING state this worker owns: claimed by the queue already, or claimed here."""
@@ -352,59 +359,55 @@ class ExecutionWorker:
         except Exception as exc:
             self._graph_done(state.execution_id)
             if deadline is not None and deadline.expired():
-                return await self._record(
-                    state, ExecutionStatus.FAILED, error=f"timed out after {timeout:g} s"
-                )
-            if self.retry.retries(exc, state.attempts, state.max_attempts):
+                error = f"timed out after {timeout:g} s"
+                return await self._record(Finish(state, ExecutionStatus.FAILED, error=error))
+            if self.retry.retryable(exc):
                 return await self._retry_later(state, exc, began)
-            return await self._record(
-                state, ExecutionStatus.FAILED, error=describe_error(exc), failure=exc
+            failed = Finish(
+                state,
+                ExecutionStatus.FAILED,
+                error=describe_error(exc),
+                traceback=traceback_of(exc),
             )
+            return await self._record(failed, failure=exc)
         self._graph_done(state.execution_id)
-        return await self._record(state, ExecutionStatus.COMPLETED, output=output)
+        return await self._record(Finish(state, ExecutionStatus.COMPLETED, output=output))
 
     async def _retry_later(
         self, state: ExecutionState, exc: Exception, began: float
     ) -> ExecutionState | None:
-        """QUEUED again after a backoff, timed on the database clock (see `_database_now`)."""
+        """QUEUED again after a backoff, timed on the database clock (see `_database_now`).
+
+        The row decides whether attempts are left, by its own max_attempts: else FAILED.
+        """
         delay = self.retry.delay_seconds(state.attempts)
-        error = (
-            f"{describe_error(exc)} (attempt {state.attempts} of {state.max_attempts}; retrying)"
-        )
         run_at = _database_now(state, began) + timedelta(seconds=delay)
-        stored = await self._record(
-            state, ExecutionStatus.QUEUED, error=error, run_at=run_at, failure=exc
+        described = describe_error(exc)
+        requeue = Requeue(
+            state,
+            error=described,
+            final_error=described,
+            traceback=traceback_of(exc),
+            run_at=run_at,
+            numbered=True,
         )
-        if stored is not None:
+        stored = await self._record(requeue, failure=exc)
+        if stored is not None and stored.status == ExecutionStatus.QUEUED:
             self._enqueue_later(state.execution_id, delay)
             if self.metrics is not None:
                 self.metrics.retries.labels(state.graph_id).inc()
         return stored
 
     async def _record(
-        self,
-        state: ExecutionState,
-        status: ExecutionStatus,
-        *,
-        output: dict[str, Any] | None = None,
-        error: str | None = None,
-        run_at: datetime | None = None,
-        failure: BaseException | None = None,
+        self, outcome: Finish | Requeue, *, failure: BaseException | None = None
     ) -> ExecutionState | None:
         """Store the outcome, fenced by this attempt; retried while the database is away.
 
-        `failure`, the graph's exception, gives the stored traceback and is logged with it.
+        `failure`, the graph's exception, is logged with its traceback.
         """
-        wanted = state.advance(
-            status=status,
-            output=output,
-            error=error,
-            traceback=traceback_of(failure) if failure is not None else None,
-            run_at=run_at or state.run_at,
-        )
         while True:
             try:
-                stored = await self._outcomes.update(wanted)
+                stored = await self._outcomes.write(outcome)
             except LgDeployError as refused:
                 logger.warning("outcome not recorded: %s", refused)
                 return None
@@ -412,7 +415,7 @@ class ExecutionWorker:
                 logger.exception("could not record the outcome; retrying")
                 await asyncio.sleep(STORE_RETRY_SECONDS)
                 continue
-            _log_outcome(status, error, failure)
+            _log_outcome(stored.status, stored.error, failure)
             self._observe(stored)
             return stored
 
@@ -436,12 +439,11 @@ class ExecutionWorker:
     async def _hand_back(self, state: ExecutionState) -> None:
         """Return an interrupted execution to the queue, or fail it when no attempts are left."""
         reason = f"interrupted: worker {self.worker_id} stopped"
-        if state.attempts < state.max_attempts:
-            back = state.evolve(status=ExecutionStatus.QUEUED, error=reason)
-        else:
-            back = state.evolve(status=ExecutionStatus.FAILED, error=f"{reason}; no attempts left")
+        requeue = Requeue(state, error=reason, final_error=f"{reason}; no attempts left")
         try:
-            await self.store.update(back, expected_status=ExecutionStatus.RUNNING)
+            (back,) = await self.store.requeue_running(self.worker_id, [requeue])
+            if isinstance(back, LgDeployError):
+                raise back
             logger.info("execution handed back as %s", back.status)
             if back.status == ExecutionStatus.QUEUED:
                 await self.queue.enqueue(state.execution_id)

@@ -1,4 +1,4 @@
-"""Outcomes in batches: store.update_many on both stores, and the OutcomeWriter's group commit."""
+"""Outcomes in batches: finish_running on both stores, and the OutcomeWriter's group commit."""
 
 from __future__ import annotations
 
@@ -10,23 +10,30 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.errors import InvalidTransition, LgDeployError
-from lg_deploy.models import ExecutionState, ExecutionStatus
+from lg_deploy.models import ExecutionState, Finish
 from lg_deploy.outcomes import OutcomeWriter
 from lg_deploy.store import InMemoryExecutionStore, PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
-from tests.test_store_behaviour import COMPLETED, FAILED, QUEUED, RUNNING, bring_to, moved
+from tests.test_store_behaviour import COMPLETED, FAILED, QUEUED, RUNNING, bring_to
+
+
+def done(state: ExecutionState, **changes: Any) -> Finish:
+    """A COMPLETED finish of `state` (worker-a's run, unless `state` says otherwise)."""
+    return Finish(state, COMPLETED, output=changes.pop("output", {"done": True}), **changes)
 
 
 @pytest.mark.req("PERF-BATCH")
-async def test_update_many_stores_each_and_refuses_only_the_impostor(store: ExecutionStore) -> None:
+async def test_finish_running_stores_each_and_refuses_only_the_impostor(
+    store: ExecutionStore,
+) -> None:
     """Three outcomes in one call: two stored, the one of a stale attempt refused alone."""
     rows = [await bring_to(store, RUNNING) for _ in range(3)]
     wanted = [
-        moved(rows[0], COMPLETED, output={"i": 0}),
-        moved(rows[1], FAILED, error="boom"),
-        moved(rows[2], COMPLETED, attempts=2),  # attempt 2 does not own attempt 1's run
+        done(rows[0], output={"i": 0}),
+        Finish(rows[1], FAILED, error="boom"),
+        done(rows[2].model_copy(update={"attempts": 2})),  # attempt 2 does not own attempt 1's
     ]
-    results = await store.update_many(wanted, expected_status=RUNNING)
+    results = await store.finish_running("worker-a", wanted)
     assert isinstance(results[0], ExecutionState)
     assert results[0].output == {"i": 0}
     assert isinstance(results[1], ExecutionState)
@@ -37,17 +44,15 @@ async def test_update_many_stores_each_and_refuses_only_the_impostor(store: Exec
 
 
 @pytest.mark.req("PERF-BATCH")
-async def test_update_many_refuses_a_transition_the_lifecycle_forbids(
+async def test_finish_running_refuses_a_row_that_is_not_running(
     store: ExecutionStore,
 ) -> None:
-    """QUEUED -> COMPLETED in a batch is refused for that row; the other row is stored."""
+    """A QUEUED row, or another worker's, is refused; the rows stay as they were."""
     queued = await bring_to(store, QUEUED)
     running = await bring_to(store, RUNNING)
-    results = await store.update_many(
-        [moved(queued, COMPLETED), moved(running, COMPLETED)], expected_status=QUEUED
-    )
+    results = await store.finish_running("worker-b", [done(queued), done(running)])
     assert isinstance(results[0], InvalidTransition)
-    assert isinstance(results[1], InvalidTransition)  # it is RUNNING, not QUEUED
+    assert isinstance(results[1], InvalidTransition)  # worker-a holds it, not worker-b
     assert (await store.get(queued.execution_id)) == queued
     assert (await store.get(running.execution_id)) == running
 
@@ -63,24 +68,22 @@ async def test_an_outcome_copy_keeps_the_row_invariants(store: ExecutionStore) -
         running.advance(status=QUEUED, max_attempts=running.attempts)
 
 
-def _exhausted(state: ExecutionState) -> ExecutionState:
-    """QUEUED with no attempts left: the model refuses it, so it is copied unvalidated."""
-    return state.model_copy(update={"status": QUEUED, "max_attempts": state.attempts})
-
-
 @pytest.mark.req("PERF-BATCH")
 @pytest.mark.parametrize(
     "spoil",
-    [_exhausted, lambda state: moved(state, FAILED, error="bad\x00byte")],
+    [
+        lambda state: Finish(state, FAILED, error="boom", traceback="x" * 70_000),
+        lambda state: Finish(state, FAILED, error="bad\x00byte"),
+    ],
     ids=["check-constraint", "nul-in-text"],
 )
 async def test_a_row_the_database_refuses_does_not_sink_its_batch(
-    pool: AsyncConnectionPool[Any], spoil: Callable[[ExecutionState], ExecutionState]
+    pool: AsyncConnectionPool[Any], spoil: Callable[[ExecutionState], Finish]
 ) -> None:
     """A row a CHECK or a text value refuses is refused alone; its batch-mate is stored."""
     store = PostgresExecutionStore(pool)
     good, bad = await bring_to(store, RUNNING), await bring_to(store, RUNNING)
-    results = await store.update_many([moved(good, COMPLETED), spoil(bad)], expected_status=RUNNING)
+    results = await store.finish_running("worker-a", [done(good), spoil(bad)])
     assert isinstance(results[0], ExecutionState)
     assert results[0].status == COMPLETED
     assert isinstance(results[1], InvalidTransition)
@@ -88,7 +91,7 @@ async def test_a_row_the_database_refuses_does_not_sink_its_batch(
 
 
 class GatedStore:
-    """Wraps a store: records each update_many batch; the first waits until `gate` is set."""
+    """Wraps a store: records each finish_running batch; the first waits until `gate` is set."""
 
     def __init__(self, inner: ExecutionStore, error: Exception | None = None) -> None:
         self.inner = inner
@@ -99,16 +102,16 @@ class GatedStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def update_many(
-        self, states: Sequence[ExecutionState], *, expected_status: ExecutionStatus
+    async def finish_running(
+        self, worker_id: str, finishes: Sequence[Finish]
     ) -> list[ExecutionState | LgDeployError]:
         """Record the batch; hold the first one at the gate; fail when told to."""
-        self.batches.append([state.execution_id for state in states])
+        self.batches.append([finish.running.execution_id for finish in finishes])
         if len(self.batches) == 1:
             await self.gate.wait()
         if self.error is not None:
             raise self.error
-        return await self.inner.update_many(states, expected_status=expected_status)
+        return await self.inner.finish_running(worker_id, finishes)
 
 
 async def _settle() -> None:
@@ -121,11 +124,11 @@ async def test_outcomes_arriving_during_a_write_share_the_next_statement() -> No
     """The first outcome is written alone at once; the 5 that wait behind it go as one batch."""
     inner = InMemoryExecutionStore()
     gated = GatedStore(inner)
-    writer = OutcomeWriter(gated)  # type: ignore[arg-type]
+    writer = OutcomeWriter(gated, "worker-a")  # type: ignore[arg-type]
     rows = [await bring_to(inner, RUNNING) for _ in range(6)]
-    first = asyncio.create_task(writer.update(moved(rows[0], COMPLETED)))
+    first = asyncio.create_task(writer.write(done(rows[0])))
     await _settle()
-    rest = [asyncio.create_task(writer.update(moved(row, COMPLETED))) for row in rows[1:]]
+    rest = [asyncio.create_task(writer.write(done(row))) for row in rows[1:]]
     await _settle()
     assert gated.batches == [[rows[0].execution_id]]
     gated.gate.set()
@@ -139,11 +142,11 @@ async def test_a_cancelled_wait_withdraws_an_outcome_not_yet_sent() -> None:
     """An outcome still waiting for its batch is dropped when its caller gives up."""
     inner = InMemoryExecutionStore()
     gated = GatedStore(inner)
-    writer = OutcomeWriter(gated)  # type: ignore[arg-type]
+    writer = OutcomeWriter(gated, "worker-a")  # type: ignore[arg-type]
     sent, withdrawn = await bring_to(inner, RUNNING), await bring_to(inner, RUNNING)
-    first = asyncio.create_task(writer.update(moved(sent, COMPLETED)))
+    first = asyncio.create_task(writer.write(done(sent)))
     await _settle()
-    second = asyncio.create_task(writer.update(moved(withdrawn, COMPLETED)))
+    second = asyncio.create_task(writer.write(done(withdrawn)))
     await _settle()
     second.cancel()
     gated.gate.set()
@@ -159,16 +162,16 @@ async def test_a_cancelled_wait_withdraws_an_outcome_not_yet_sent() -> None:
 async def test_refusals_and_errors_reach_each_waiter() -> None:
     """A refused outcome raises its own InvalidTransition; a failed statement raises in all."""
     inner = InMemoryExecutionStore()
-    writer = OutcomeWriter(inner)
+    writer = OutcomeWriter(inner, "impostor")  # worker-a holds the row
     running = await bring_to(inner, RUNNING)
     with pytest.raises(InvalidTransition):
-        await writer.update(moved(running, COMPLETED, worker_id="impostor"))
+        await writer.write(done(running))
     broken = GatedStore(inner, error=OSError("database away"))
     broken.gate.set()
-    failing = OutcomeWriter(broken)  # type: ignore[arg-type]
+    failing = OutcomeWriter(broken, "worker-a")  # type: ignore[arg-type]
     results = await asyncio.gather(
-        failing.update(moved(running, COMPLETED)),
-        failing.update(moved(await bring_to(inner, RUNNING), COMPLETED)),
+        failing.write(done(running)),
+        failing.write(done(await bring_to(inner, RUNNING))),
         return_exceptions=True,
     )
     assert [type(result) for result in results] == [OSError, OSError]

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lg_deploy.db import jsonb
-from lg_deploy.models import ExecutionState, ExecutionStatus, utcnow
+from lg_deploy.models import ExecutionState, ExecutionStatus, Finish, utcnow
 from lg_deploy.store.protocol import ExecutionStore
 from tests.conftest import make_state
 
@@ -64,7 +64,7 @@ async def test_numbers_beyond_64_bits_survive_the_store(store: ExecutionStore) -
 
 @pytest.mark.req("PERF-DECODE")
 async def test_outputs_beyond_64_bits_survive_a_batched_outcome(store: ExecutionStore) -> None:
-    """An output with integers past 64 bits, stored by update_many, reads back exactly."""
+    """An output with integers past 64 bits, stored by finish_running, reads back exactly."""
     stored = await store.create(make_state())
     claimed = stored.evolve(
         status=ExecutionStatus.RUNNING,
@@ -73,8 +73,8 @@ async def test_outputs_beyond_64_bits_survive_a_batched_outcome(store: Execution
         lease_expires_at=utcnow() + timedelta(seconds=30),
     )
     running = await store.update(claimed, expected_status=ExecutionStatus.QUEUED)
-    done = running.evolve(status=ExecutionStatus.COMPLETED, output=EDGES)
-    (result,) = await store.update_many([done], expected_status=ExecutionStatus.RUNNING)
+    done = Finish(running, ExecutionStatus.COMPLETED, output=EDGES)
+    (result,) = await store.finish_running("w", [done])
     assert isinstance(result, ExecutionState)
     read = await store.get(stored.execution_id)
     assert read is not None

@@ -16,7 +16,14 @@ import pytest
 from lg_deploy.db.pool import open_pool
 from lg_deploy.errors import LgDeployError
 from lg_deploy.graphs import GraphRegistry
-from lg_deploy.models import ExecutionEvent, ExecutionState, ExecutionStatus, LeaseRenewal, utcnow
+from lg_deploy.models import (
+    ExecutionEvent,
+    ExecutionState,
+    ExecutionStatus,
+    Finish,
+    LeaseRenewal,
+    utcnow,
+)
 from lg_deploy.queue.postgres import PostgresExecutionQueue
 from lg_deploy.settings import load_settings
 from lg_deploy.store.postgres import PostgresExecutionStore
@@ -339,11 +346,11 @@ class SlowOutcomes(RenewCounter):
         super().__init__(inner)
         self.gate = asyncio.Event()
 
-    async def update_many(
-        self, states: Sequence[ExecutionState], *, expected_status: ExecutionStatus
+    async def finish_running(
+        self, worker_id: str, finishes: Sequence[Finish]
     ) -> list[ExecutionState | LgDeployError]:
         """Store, then wait for the gate before answering."""
-        results = await self.inner.update_many(states, expected_status=expected_status)
+        results = await self.inner.finish_running(worker_id, finishes)
         await self.gate.wait()
         return results
 

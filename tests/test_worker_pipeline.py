@@ -16,7 +16,7 @@ from lg_deploy.db.pool import open_pool
 from lg_deploy.errors import LgDeployError
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
 from lg_deploy.http import create_app
-from lg_deploy.models import ExecutionState, ExecutionStatus
+from lg_deploy.models import ExecutionState, ExecutionStatus, Finish
 from lg_deploy.queue.listener import CANCEL_CHANNEL, FINISHED_CHANNEL, QUEUED_CHANNEL
 from lg_deploy.queue.postgres import PostgresExecutionQueue
 from lg_deploy.runtime import open_runtime
@@ -31,7 +31,7 @@ COMPLETED, RUNNING = ExecutionStatus.COMPLETED, ExecutionStatus.RUNNING
 
 
 class CountingStore:
-    """Wraps a store: counts `get` calls; holds update_many while `gate` is clear."""
+    """Wraps a store: counts `get` calls; holds finish_running while `gate` is clear."""
 
     def __init__(self, inner: ExecutionStore) -> None:
         self.inner = inner
@@ -47,12 +47,12 @@ class CountingStore:
         self.gets += 1
         return await self.inner.get(execution_id)
 
-    async def update_many(
-        self, states: Sequence[ExecutionState], *, expected_status: ExecutionStatus
+    async def finish_running(
+        self, worker_id: str, finishes: Sequence[Finish]
     ) -> list[ExecutionState | LgDeployError]:
         """Wait at the gate, then write."""
         await self.gate.wait()
-        return await self.inner.update_many(states, expected_status=expected_status)
+        return await self.inner.finish_running(worker_id, finishes)
 
 
 @pytest.fixture

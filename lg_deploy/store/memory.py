@@ -21,12 +21,14 @@ from lg_deploy.models import (
     ExecutionEvent,
     ExecutionState,
     ExecutionStatus,
+    Finish,
     LeaseRenewal,
     PageCursor,
+    Requeue,
     StatusCount,
     utcnow,
 )
-from lg_deploy.store.protocol import check_transition, explain_refusal, update_or_refusal
+from lg_deploy.store.protocol import check_transition, explain_refusal
 
 
 class InMemoryExecutionStore:
@@ -75,11 +77,58 @@ class InMemoryExecutionStore:
                 self._record(stored.status, updated)
             return updated
 
-    async def update_many(
-        self, states: Sequence[ExecutionState], *, expected_status: ExecutionStatus
+    async def finish_running(
+        self, worker_id: str, finishes: Sequence[Finish]
     ) -> list[ExecutionState | LgDeployError]:
-        """`update` of each state in turn; the stored state or the refusal of each."""
-        return [await update_or_refusal(self, state, expected_status) for state in states]
+        """Final outcomes of held runs, each in turn (see ExecutionStore.finish_running)."""
+        results: list[ExecutionState | LgDeployError] = []
+        async with self._lock:
+            for finish in finishes:
+                changes = {
+                    "status": finish.status,
+                    "output": finish.output,
+                    "error": finish.error,
+                    "traceback": finish.traceback,
+                }
+                results.append(self._change_held(worker_id, finish.running, changes))
+        return results
+
+    async def requeue_running(
+        self, worker_id: str, requeues: Sequence[Requeue]
+    ) -> list[ExecutionState | LgDeployError]:
+        """Held runs back to the queue, each in turn (see ExecutionStore.requeue_running)."""
+        results: list[ExecutionState | LgDeployError] = []
+        async with self._lock:
+            for requeue in requeues:
+                stored = self._rows.get(requeue.running.execution_id)
+                changes: dict[str, Any] = {"traceback": requeue.traceback}
+                if stored is not None and stored.attempts < stored.max_attempts:
+                    changes.update(
+                        status=ExecutionStatus.QUEUED,
+                        error=requeue.error_if_requeued(stored.attempts, stored.max_attempts),
+                        run_at=requeue.run_at or stored.run_at,
+                    )
+                else:
+                    changes.update(status=ExecutionStatus.FAILED, error=requeue.final_error)
+                results.append(self._change_held(worker_id, requeue.running, changes))
+        return results
+
+    def _change_held(
+        self, worker_id: str, running: ExecutionState, changes: dict[str, Any]
+    ) -> ExecutionState | LgDeployError:
+        """Apply an outcome's `changes` if `running`'s attempt still holds the row (lock held)."""
+        stored = self._rows.get(running.execution_id)
+        if stored is None or not _owned(stored, worker_id, running.attempts):
+            expected = ExecutionStatus.RUNNING
+            return explain_refusal(running.execution_id, stored, running, expected)
+        try:
+            wanted = stored.evolve(**changes)
+        except ValueError as error:
+            return InvalidTransition(running.execution_id, str(error).splitlines()[0])
+        updated = stored.evolve(**_changes(stored, wanted))
+        self._rows[running.execution_id] = updated
+        self._record(stored.status, updated)
+        return updated
 
     async def list_executions(
         self,

@@ -25,25 +25,26 @@ from lg_deploy.models import (
     ExecutionEvent,
     ExecutionState,
     ExecutionStatus,
+    Finish,
     LeaseRenewal,
     PageCursor,
+    Requeue,
     StatusCount,
 )
 from lg_deploy.store.memory import check_new
-from lg_deploy.store.protocol import check_transition, explain_refusal, update_or_refusal
+from lg_deploy.store.protocol import check_transition, explain_refusal
 
-# The columns `update_executions` returns: the guard trigger may set them, the rest are as sent.
-DECIDED_BY_DATABASE = (
+# The columns finish_running and requeue_running return, as the database decided them; the
+# rest are as the worker holds them, but for the lease, which an outcome ends.
+HELD_DECIDED = (
     "status",
     "error",
-    "worker_id",
-    "lease_expires_at",
+    "run_at",
     "started_at",
     "finished_at",
     "updated_at",
     "cancel_requested_at",
 )
-
 
 STATE_FIELDS = tuple(ExecutionState.model_fields)
 BLOCKING_CONNECT_TIMEOUT_SECONDS = 5
@@ -128,40 +129,84 @@ class PostgresExecutionStore:
             raise explain_refusal(state.execution_id, stored, state, expected_status)
         return row_to_state(row)
 
-    async def update_many(
-        self, states: Sequence[ExecutionState], *, expected_status: ExecutionStatus
+    async def finish_running(
+        self, worker_id: str, finishes: Sequence[Finish]
     ) -> list[ExecutionState | LgDeployError]:
-        """`update` of every state in one statement; the stored state or the refusal of each.
+        """Final outcomes of held runs in one statement (see ExecutionStore.finish_running)."""
+        rows = [
+            {
+                "execution_id": finish.running.execution_id,
+                "attempt": finish.running.attempts,
+                "status": finish.status.value,
+                "output": finish.output,
+                "error": finish.error,
+                "traceback": finish.traceback,
+            }
+            for finish in finishes
+        ]
+        kept = [{"output": f.output, "traceback": f.traceback} for f in finishes]
+        runs = [finish.running for finish in finishes]
+        return await self._write_held("finish_running", worker_id, runs, rows, kept)
 
-        A constraint or a value that refuses one row refuses the statement, so then each is
-        updated alone, and only the row at fault gets the refusal.
+    async def requeue_running(
+        self, worker_id: str, requeues: Sequence[Requeue]
+    ) -> list[ExecutionState | LgDeployError]:
+        """Held runs back to the queue in one statement (see ExecutionStore.requeue_running)."""
+        rows = [
+            {
+                "execution_id": requeue.running.execution_id,
+                "attempt": requeue.running.attempts,
+                "error": requeue.error,
+                "final_error": requeue.final_error,
+                "traceback": requeue.traceback,
+                "run_at": _iso(requeue.run_at),
+                "numbered": requeue.numbered,
+            }
+            for requeue in requeues
+        ]
+        kept = [{"traceback": requeue.traceback} for requeue in requeues]
+        runs = [requeue.running for requeue in requeues]
+        return await self._write_held("requeue_running", worker_id, runs, rows, kept)
+
+    async def _write_held(
+        self,
+        name: str,
+        worker_id: str,
+        runs: list[ExecutionState],
+        rows: list[dict[str, Any]],
+        kept: list[dict[str, Any]],
+    ) -> list[ExecutionState | LgDeployError]:
+        """Run an outcome statement over `rows`; each run's stored state, or why it was refused.
+
+        A value that refuses one row refuses the statement, so then each is written alone, and
+        only the row at fault gets the refusal.
         """
-        results: list[ExecutionState | LgDeployError | None] = [None] * len(states)
-        wanted: list[tuple[int, ExecutionState]] = []
-        for number, state in enumerate(states):
-            try:
-                check_transition(state, expected_status)
-                wanted.append((number, state))
-            except InvalidTransition as refused:
-                results[number] = refused
-        if len(wanted) == 1:
-            number, state = wanted[0]
-            results[number] = await update_or_refusal(self, state, expected_status)
-        elif wanted:
-            try:
-                rows = await self._fetch_all(
-                    query("update_executions"), _update_document(wanted, expected_status)
+        if not rows:
+            return []
+        params = {"rows": jsonb.dumps(rows), "worker_id": worker_id}
+        try:
+            returned = await self._fetch_all(query(name), params)
+        except (psycopg.errors.CheckViolation, psycopg.DataError) as error:
+            if len(rows) == 1:
+                return [InvalidTransition(runs[0].execution_id, _first_line(error))]
+            results: list[ExecutionState | LgDeployError] = []
+            for run, alone, own in zip(runs, rows, kept, strict=True):
+                results.extend(await self._write_held(name, worker_id, [run], [alone], [own]))
+            return results
+        by_id = {row["execution_id"]: row for row in returned}
+        results = []
+        for run, own in zip(runs, kept, strict=True):
+            if (stored_row := by_id.get(run.execution_id)) is None:
+                stored = await self.get(run.execution_id)
+                results.append(
+                    explain_refusal(run.execution_id, stored, run, ExecutionStatus.RUNNING)
                 )
-            except (psycopg.errors.CheckViolation, psycopg.DataError):
-                rows = None  # one row's value sank the statement: each is written alone below
-            stored = {row["execution_id"]: row for row in rows or ()}
-            for number, state in wanted:
-                row = stored.get(state.execution_id)
-                if row is not None:
-                    results[number] = _as_stored(state, row)
-                else:  # lost a race, or the statement was refused: this one alone says why
-                    results[number] = await update_or_refusal(self, state, expected_status)
-        return [result for result in results if result is not None]
+            else:
+                decided = {name: stored_row[name] for name in HELD_DECIDED}
+                decided["status"] = ExecutionStatus(stored_row["status"])
+                decided["lease_expires_at"] = None
+                results.append(run.model_copy(update={**own, **decided}))
+        return results
 
     async def list_executions(
         self,
@@ -264,41 +309,8 @@ def renew_leases_blocking(
         conn.execute(query("renew_leases"), params)
 
 
-def _update_document(
-    wanted: list[tuple[int, ExecutionState]], expected_status: ExecutionStatus
-) -> dict[str, Any]:
-    """The parameters of `update_executions`: one JSON array, one object per state.
-
-    One JSON text costs the client far less than ten typed arrays (see docs/benchmarks.md).
-    """
-    rows = [
-        {
-            "execution_id": state.execution_id,
-            "status": state.status.value,
-            "output": state.output,
-            "error": state.error,
-            "traceback": state.traceback,
-            "attempts": state.attempts,
-            "max_attempts": state.max_attempts,
-            "priority": state.priority,
-            "run_at": state.run_at.isoformat(),
-            "worker_id": state.worker_id,
-            "lease_expires_at": _iso(state.lease_expires_at),
-        }
-        for _number, state in wanted
-    ]
-    return {"rows": jsonb.dumps(rows), "expected_status": expected_status}
-
-
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
-
-
-def _as_stored(sent: ExecutionState, row: dict[str, Any]) -> ExecutionState:
-    """The state `update_executions` stored: what was sent, with the columns it returned."""
-    decided = {name: row[name] for name in DECIDED_BY_DATABASE}
-    decided["status"] = ExecutionStatus(row["status"])
-    return sent.model_copy(update=decided)
 
 
 def _first_line(error: psycopg.Error) -> str:

@@ -11,8 +11,10 @@ from lg_deploy.models import (
     ExecutionEvent,
     ExecutionState,
     ExecutionStatus,
+    Finish,
     LeaseRenewal,
     PageCursor,
+    Requeue,
     StatusCount,
     can_transition,
 )
@@ -43,10 +45,23 @@ class ExecutionStore(Protocol):
         """
         ...
 
-    async def update_many(
-        self, states: Sequence[ExecutionState], *, expected_status: ExecutionStatus
+    async def finish_running(
+        self, worker_id: str, finishes: Sequence[Finish]
     ) -> list[ExecutionState | LgDeployError]:
-        """`update` of each state, in one step where the store can; the result or error of each."""
+        """Record each final outcome while its attempt by `worker_id` still holds the RUNNING row.
+
+        Writes only status, output, error and traceback, in one step where the store can; the
+        stored state of each, or its refusal (not found, lost the row, a value it cannot keep).
+        """
+        ...
+
+    async def requeue_running(
+        self, worker_id: str, requeues: Sequence[Requeue]
+    ) -> list[ExecutionState | LgDeployError]:
+        """Return held runs to the queue, or FAILED when the row has no attempts left (Requeue).
+
+        Fenced and answered as `finish_running`; writes only status, error, traceback, run_at.
+        """
         ...
 
     async def list_executions(
@@ -102,7 +117,7 @@ def explain_refusal(
     stored: ExecutionState | None,
     wanted: ExecutionState,
     expected_status: ExecutionStatus,
-) -> Exception:
+) -> LgDeployError:
     """The domain error for an update the store refused, from what is stored now."""
     if stored is None:
         return ExecutionNotFound(execution_id)
@@ -115,13 +130,3 @@ def explain_refusal(
         f"attempt {wanted.attempts} by {wanted.worker_id} no longer owns it "
         f"(attempt {stored.attempts} by {stored.worker_id} does)",
     )
-
-
-async def update_or_refusal(
-    store: ExecutionStore, state: ExecutionState, expected_status: ExecutionStatus
-) -> ExecutionState | LgDeployError:
-    """`store.update(state)`: the stored state, or the refusal as a value instead of raised."""
-    try:
-        return await store.update(state, expected_status=expected_status)
-    except LgDeployError as refused:
-        return refused

@@ -220,28 +220,50 @@ SELECT to_regclass('lg_deploy.checkpoints') IS NOT NULL;
 -- The latest migration of LangGraph's checkpoint tables applied here.
 SELECT max(v) FROM lg_deploy.checkpoint_migrations;
 
--- name: update_executions
--- update_execution for many rows in one statement: %(rows)s is a JSON array with one object per
--- row. A row not returned was not found or lost the race. The fencing is update_execution's.
--- It returns only the columns the database decides (the guard trigger may change them); the
--- caller already holds the rest, as it sent them.
+-- name: finish_running
+-- Record final outcomes of runs this worker still holds. %(rows)s is a JSON array, one object
+-- per run: its id, the attempt that ran, COMPLETED or FAILED, and the output, error and
+-- traceback. Only those columns change: an operator's priority or max_attempts set meanwhile
+-- stays. A row not returned is no longer this attempt's (or is gone). Returns the columns the
+-- database decides; the caller holds the rest (lease_expires_at is then NULL).
 UPDATE lg_deploy.executions e
 SET status = u.status,
     output = u.output,
     error = u.error,
-    traceback = u.traceback,
-    attempts = u.attempts,
-    max_attempts = u.max_attempts,
-    priority = u.priority,
-    run_at = u.run_at,
-    worker_id = u.worker_id,
-    lease_expires_at = u.lease_expires_at
+    traceback = u.traceback
 FROM jsonb_to_recordset(%(rows)s::jsonb)
-     AS u(execution_id uuid, status text, output jsonb, error text, traceback text,
-          attempts integer, max_attempts integer, priority smallint, run_at timestamptz,
-          worker_id text, lease_expires_at timestamptz)
+     AS u(execution_id uuid, attempt integer, status text, output jsonb, error text,
+          traceback text)
 WHERE e.execution_id = u.execution_id
-  AND e.status = %(expected_status)s
-  AND (e.status <> 'RUNNING' OR (e.attempts = u.attempts AND e.worker_id = u.worker_id))
-RETURNING e.execution_id::text, e.status, e.error, e.worker_id, e.lease_expires_at,
-          e.started_at, e.finished_at, e.updated_at, e.cancel_requested_at;
+  AND e.status = 'RUNNING'
+  AND e.worker_id = %(worker_id)s
+  AND e.attempts = u.attempt
+RETURNING e.execution_id::text, e.status, e.error, e.run_at, e.started_at, e.finished_at,
+          e.updated_at, e.cancel_requested_at;
+
+-- name: requeue_running
+-- Return runs this worker still holds to the queue, each deciding by its own max_attempts (an
+-- operator may have changed it): QUEUED due at run_at (the row's own when null) with `error`,
+-- followed by "(attempt n of m; retrying)" when `numbered`; or FAILED with `final_error` when
+-- no attempts are left. A row asked to stop fails "cancelled" instead (the guard trigger). Only
+-- status, error, traceback and run_at change; fencing and the result are finish_running's.
+UPDATE lg_deploy.executions e
+SET status = CASE WHEN e.attempts < e.max_attempts THEN 'QUEUED' ELSE 'FAILED' END,
+    error = CASE
+        WHEN e.attempts >= e.max_attempts THEN u.final_error
+        WHEN u.numbered THEN format('%%s (attempt %%s of %%s; retrying)',
+                                    u.error, e.attempts, e.max_attempts)
+        ELSE u.error
+    END,
+    traceback = u.traceback,
+    run_at = CASE WHEN e.attempts < e.max_attempts THEN COALESCE(u.run_at, e.run_at)
+                  ELSE e.run_at END
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+     AS u(execution_id uuid, attempt integer, error text, final_error text, traceback text,
+          run_at timestamptz, numbered boolean)
+WHERE e.execution_id = u.execution_id
+  AND e.status = 'RUNNING'
+  AND e.worker_id = %(worker_id)s
+  AND e.attempts = u.attempt
+RETURNING e.execution_id::text, e.status, e.error, e.run_at, e.started_at, e.finished_at,
+          e.updated_at, e.cancel_requested_at;
