@@ -1,12 +1,13 @@
 """A deliberately broken `lg-deploy worker`, for the chaos checker's negative control.
 
 `python -m tests.chaos.broken [QUERY ...]` replaces, in this process only, the SQL text of the
-named queries (default: update_execution and renew_leases) with broken versions, then runs
-`lg_deploy.cli.main(["worker"])`. The product has no hook for this: the loaded query cache is
-patched from outside.
+named queries (default: finish_running, requeue_running and renew_leases) with broken versions,
+then runs `lg_deploy.cli.main(["worker"])`. The product has no hook for this: the loaded query
+cache is patched from outside.
 
-- update_execution, update_executions: no fencing, so a stale attempt's outcome overwrites a
-  later attempt's row.
+- update_execution, finish_running, requeue_running: no fencing by worker and attempt, and the
+  outcome writes back the worker's own id and attempt (as a worker writing back its copy of the
+  row would), so a stale attempt's outcome overwrites a later attempt's row.
 - renew_leases: no fencing, so a worker never learns that its lease passed to another attempt.
 - claim_executions: no FOR UPDATE SKIP LOCKED and no re-check of the status, so two workers
   can claim the same row (the guard trigger still refuses a second final transition, so this
@@ -62,28 +63,40 @@ FROM picked
 WHERE e.execution_id = picked.execution_id
 RETURNING e.*
 """,
-    "update_executions": """
+    "finish_running": """
 UPDATE lg_deploy.executions e
 SET status = u.status,
     output = u.output,
     error = u.error,
-    attempts = u.attempts,
-    max_attempts = u.max_attempts,
-    priority = u.priority,
-    run_at = u.run_at,
-    worker_id = u.worker_id,
-    lease_expires_at = u.lease_expires_at
+    traceback = u.traceback,
+    worker_id = %(worker_id)s,
+    attempts = u.attempt
 FROM jsonb_to_recordset(%(rows)s::jsonb)
-     AS u(execution_id uuid, status text, output jsonb, error text, attempts integer,
-          max_attempts integer, priority smallint, run_at timestamptz, worker_id text,
-          lease_expires_at timestamptz)
+     AS u(execution_id uuid, attempt integer, status text, output jsonb, error text,
+          traceback text)
 WHERE e.execution_id = u.execution_id
-  AND e.status = %(expected_status)s
-RETURNING e.execution_id::text, e.status, e.error, e.worker_id, e.lease_expires_at,
-          e.started_at, e.finished_at, e.updated_at, e.cancel_requested_at
+  AND e.status = 'RUNNING'
+RETURNING e.execution_id::text, e.status, e.error, e.run_at, e.started_at, e.finished_at,
+          e.updated_at, e.cancel_requested_at
+""",
+    "requeue_running": """
+UPDATE lg_deploy.executions e
+SET status = 'QUEUED',
+    error = u.error,
+    traceback = u.traceback,
+    run_at = COALESCE(u.run_at, e.run_at),
+    worker_id = %(worker_id)s,
+    attempts = u.attempt
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+     AS u(execution_id uuid, attempt integer, error text, final_error text, traceback text,
+          run_at timestamptz, numbered boolean)
+WHERE e.execution_id = u.execution_id
+  AND e.status = 'RUNNING'
+RETURNING e.execution_id::text, e.status, e.error, e.run_at, e.started_at, e.finished_at,
+          e.updated_at, e.cancel_requested_at
 """,
 }
-DEFAULT_BROKEN = ("update_execution", "update_executions", "renew_leases")
+DEFAULT_BROKEN = ("finish_running", "requeue_running", "renew_leases")
 
 
 def break_queries(names: Sequence[str]) -> None:
