@@ -14,11 +14,8 @@ import pytest
 
 from lg_deploy.queue.listener import LISTENER_APPLICATION_NAME
 from tests import test_serve_e2e as e2e
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import wait_until
-
-# The `lg-deploy serve` launcher of test_serve_e2e, shared by name.
-start_server = e2e.start_server
+from tests.support.processes import LG_DEPLOY_COMMAND
+from tests.support.waiting import wait_until
 
 LONG_SLEEP = {"graph_id": "sleep", "input": {"seconds": 60}}
 NOTIFY_CANCEL_SECONDS = 2.0

@@ -23,17 +23,10 @@ from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker, GraphRunner
 from tests import test_processes as processes
-from tests import test_worker as support
-from tests.conftest import make_state
-from tests.helpers import TEST_GRAPHS, wait_until, wait_until_async
+from tests.support.factories import make_state
+from tests.support.graphs import TEST_GRAPHS
+from tests.support.waiting import wait_until, wait_until_async
 from tests.test_worker import Backend
-
-# The backend (memory and postgres) and registry fixtures of test_worker, and the worker
-# process launcher of test_processes, shared by name.
-backend_url = support.backend_url
-backend = support.backend
-registry = support.registry
-workers = processes.workers
 
 Q, R, C, F = (ExecutionStatus(s) for s in ("QUEUED", "RUNNING", "COMPLETED", "FAILED"))
 LEASE_SECONDS = 1.2

@@ -10,13 +10,8 @@ import psycopg
 import pytest
 
 from tests import test_processes as processes
-from tests import test_serve_e2e as serve_e2e
 from tests.test_processes import Workers
 from tests.test_serve_e2e import Server, StartServer
-
-# The process launchers of test_processes and test_serve_e2e, shared by name.
-workers = processes.workers
-start_server = serve_e2e.start_server
 
 SqlConn = psycopg.Connection[Any]
 EXECUTIONS = 300

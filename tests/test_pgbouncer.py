@@ -26,12 +26,10 @@ from lg_deploy.db.migrations import available_migrations
 from lg_deploy.db.pool import open_pool
 from lg_deploy.queue.listener import LISTENER_APPLICATION_NAME
 from tests import test_serve_e2e as serve_e2e
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import free_port, json_lines, wait_until
+from tests.support.processes import LG_DEPLOY_COMMAND, json_lines
+from tests.support.servers import free_port
+from tests.support.waiting import wait_until
 from tests.test_serve_e2e import StartServer
-
-# The `lg-deploy serve` launcher of test_serve_e2e, shared by name.
-start_server = serve_e2e.start_server
 
 SqlConn = psycopg.Connection[Any]
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"

@@ -15,7 +15,8 @@ from lg_deploy.db.pool import open_pool
 from lg_deploy.db.queries import query
 from lg_deploy.queue import Listener, PostgresExecutionQueue
 from lg_deploy.queue.listener import QUEUED_CHANNEL
-from tests.helpers import TEST_GRAPHS, wait_until_async
+from tests.support.graphs import TEST_GRAPHS
+from tests.support.waiting import wait_until_async
 
 WAIT_SECONDS = 10.0
 SETTLE_SECONDS = 0.2  # long enough for a waiting claimer's first (empty) claim to finish

@@ -18,8 +18,8 @@ from psycopg.conninfo import make_conninfo
 
 from lg_deploy.db.migrations import available_migrations
 from lg_deploy.queue.listener import LISTENER_APPLICATION_NAME, QUEUED_CHANNEL
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import json_lines, wait_until
+from tests.support.processes import LG_DEPLOY_COMMAND, json_lines
+from tests.support.waiting import wait_until
 
 WAIT_SECONDS = 15.0
 START_SECONDS = 30.0

@@ -20,7 +20,7 @@ from psycopg.abc import Params, Query
 from psycopg.types.json import Jsonb
 
 from lg_deploy.db.roles import apply_roles
-from tests.roles_fixtures import Logins
+from tests.support.roles import Logins
 
 SqlConn = psycopg.Connection[Any]
 PRODUCER = "lg_deploy_producer"

@@ -12,7 +12,7 @@ import pytest
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-from tests.roles_fixtures import Logins
+from tests.support.roles import Logins
 from tests.test_roles import PRODUCER, SERVICE, count_rows, insert_row
 
 SqlConn = psycopg.Connection[Any]

@@ -15,8 +15,8 @@ import pytest
 from psycopg import sql as pgsql
 
 from lg_deploy.db.roles import apply_roles
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.roles_fixtures import Logins
+from tests.support.processes import LG_DEPLOY_COMMAND
+from tests.support.roles import Logins
 from tests.test_roles import (
     PRODUCER,
     SERVICE,

@@ -19,9 +19,10 @@ import pytest
 from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import ServeProcess as Server
-from tests.helpers import running_server, wait_until
+from tests.support.processes import LG_DEPLOY_COMMAND
+from tests.support.servers import ServeProcess as Server
+from tests.support.servers import running_server
+from tests.support.waiting import wait_until
 
 WAIT_SECONDS = 15.0
 

@@ -11,11 +11,7 @@ import pytest
 
 from tests import test_processes as processes
 from tests import test_serve_e2e as e2e
-from tests.helpers import wait_until
-
-# The process launchers of test_processes and test_serve_e2e, shared by name.
-workers = processes.workers
-start_server = e2e.start_server
+from tests.support.waiting import wait_until
 
 SqlConn = psycopg.Connection[Any]
 LONG_GRACE = {"LG_DEPLOY_SHUTDOWN_GRACE_SECONDS": "30", "LG_DEPLOY_LEASE_SECONDS": "2"}

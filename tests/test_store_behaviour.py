@@ -18,7 +18,7 @@ from lg_deploy.errors import ExecutionExists, ExecutionNotFound, InvalidTransiti
 from lg_deploy.models import ExecutionState, ExecutionStatus, can_transition, utcnow
 from lg_deploy.store import InMemoryExecutionStore, PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
-from tests.conftest import make_state
+from tests.support.factories import make_state
 
 QUEUED, RUNNING = ExecutionStatus.QUEUED, ExecutionStatus.RUNNING
 COMPLETED, FAILED = ExecutionStatus.COMPLETED, ExecutionStatus.FAILED

@@ -24,8 +24,9 @@ from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker, GraphRunner
-from tests.conftest import make_state
-from tests.helpers import TEST_GRAPHS, wait_until_async
+from tests.support.factories import make_state
+from tests.support.graphs import TEST_GRAPHS
+from tests.support.waiting import wait_until_async
 
 WAIT_SECONDS = 10.0
 POLL_SECONDS = 0.1
