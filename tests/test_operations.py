@@ -11,8 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql as pgsql
 
+from tests.support.servers import StartServer, finished
 from tests.support.waiting import wait_until
-from tests.test_serve_e2e import StartServer, finished
 
 SqlConn = psycopg.Connection[Any]
 DEAD_WORKER = "dead-host:999999:abcdef"
