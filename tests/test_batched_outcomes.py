@@ -14,7 +14,7 @@ from lg_deploy.models import ExecutionState, Finish
 from lg_deploy.outcomes import OutcomeWriter
 from lg_deploy.store import InMemoryExecutionStore, PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
-from tests.test_store_behaviour import COMPLETED, FAILED, QUEUED, RUNNING, bring_to
+from tests.support.factories import COMPLETED, FAILED, QUEUED, RUNNING, bring_to
 
 
 def done(state: ExecutionState, **changes: Any) -> Finish:

@@ -10,7 +10,7 @@ import pytest
 
 from lg_deploy.models import ExecutionStatus, utcnow
 from lg_deploy.store.protocol import ExecutionStore
-from tests.conftest import make_state
+from tests.support.factories import make_state
 
 
 @pytest.mark.req("DUR-CANCEL", "LLD-4.1")

@@ -16,8 +16,8 @@ from lg_deploy.errors import IdempotencyKeyUsed
 from lg_deploy.http import create_app
 from lg_deploy.settings import load_settings
 from lg_deploy.store.postgres import PostgresExecutionStore
-from tests.conftest import make_state
-from tests.helpers import wait_until
+from tests.support.factories import make_state
+from tests.support.waiting import wait_until
 
 LONG_SLEEP = {"graph_id": "sleep", "input": {"seconds": 60}}
 CANCEL_SECONDS = 2.0

@@ -13,12 +13,9 @@ import psycopg
 import pytest
 
 from lg_deploy.queue.listener import LISTENER_APPLICATION_NAME
-from tests import test_serve_e2e as e2e
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import wait_until
-
-# The `lg-deploy serve` launcher of test_serve_e2e, shared by name.
-start_server = e2e.start_server
+from tests.support.processes import LG_DEPLOY_COMMAND
+from tests.support.servers import StartServer
+from tests.support.waiting import wait_until
 
 LONG_SLEEP = {"graph_id": "sleep", "input": {"seconds": 60}}
 NOTIFY_CANCEL_SECONDS = 2.0
@@ -54,7 +51,7 @@ def wait_cancelled(sql: SqlConn, execution_id: str, within: float) -> None:
 
 @pytest.mark.req("DUR-CANCEL")
 def test_cancel_over_http_on_postgres(
-    start_server: e2e.StartServer, worker_env: dict[str, str], sql: SqlConn
+    start_server: StartServer, worker_env: dict[str, str], sql: SqlConn
 ) -> None:
     """QUEUED: 200 FAILED; RUNNING: 202, FAILED "cancelled" within 2 s by NOTIFY; final: 409."""
     server = start_server(worker_env)
@@ -76,7 +73,7 @@ def test_cancel_over_http_on_postgres(
 
 @pytest.mark.req("DUR-CANCEL")
 def test_cancel_reaches_the_worker_without_its_notification(
-    start_server: e2e.StartServer, worker_env: dict[str, str], sql: SqlConn
+    start_server: StartServer, worker_env: dict[str, str], sql: SqlConn
 ) -> None:
     """With the LISTEN connection killed just before the cancel, renewal stops it within lease/4."""
     server = start_server(worker_env, LG_DEPLOY_LEASE_SECONDS=str(LEASE_SECONDS))
@@ -95,7 +92,7 @@ def test_cancel_reaches_the_worker_without_its_notification(
 
 @pytest.mark.req("DUR-CANCEL")
 def test_cli_cancel_stops_a_running_execution(
-    start_server: e2e.StartServer, worker_env: dict[str, str], sql: SqlConn
+    start_server: StartServer, worker_env: dict[str, str], sql: SqlConn
 ) -> None:
     """`lg-deploy cancel ID --url` on a RUNNING execution prints it marked; it then fails."""
     server = start_server(worker_env)
@@ -118,7 +115,7 @@ def test_cli_cancel_stops_a_running_execution(
 
 @pytest.mark.req("DUR-CANCEL")
 def test_cancel_requested_by_plain_sql_stops_the_execution(
-    start_server: e2e.StartServer, worker_env: dict[str, str], sql: SqlConn
+    start_server: StartServer, worker_env: dict[str, str], sql: SqlConn
 ) -> None:
     """UPDATE ... SET cancel_requested_at = now() on a RUNNING row stops it: FAILED "cancelled"."""
     server = start_server(worker_env)
@@ -143,7 +140,7 @@ def test_cancel_requested_by_plain_sql_stops_the_execution(
 
 @pytest.mark.req("DUR-IDEMPOTENCY")
 async def test_concurrent_submits_with_one_key_create_one_execution(
-    start_server: e2e.StartServer, worker_env: dict[str, str], sql: SqlConn
+    start_server: StartServer, worker_env: dict[str, str], sql: SqlConn
 ) -> None:
     """20 simultaneous POSTs with one Idempotency-Key: one 202, nineteen 200, one row."""
     server = start_server(worker_env)

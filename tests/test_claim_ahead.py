@@ -17,9 +17,9 @@ from lg_deploy.queue.pace import AHEAD_SECONDS, WINDOW_SECONDS, ClaimPace
 from lg_deploy.queue.postgres import PostgresExecutionQueue
 from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.worker import ExecutionWorker
-from tests.helpers import TEST_GRAPHS, wait_until_async
-from tests.test_leases import Gate
-from tests.test_postgres_queue import count_running, insert_rows
+from tests.support.graphs import TEST_GRAPHS, Gate
+from tests.support.sql import count_running, insert_rows
+from tests.support.waiting import wait_until_async
 
 Sql = psycopg.Connection[Any]
 LEASE_SECONDS = 1.2

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import free_port, running_server
+from tests.support.processes import LG_DEPLOY_COMMAND
+from tests.support.servers import free_port, running_server
 
 TRACEBACK = 'Traceback (most recent call last):\n  File "agent.py", line 3\nValueError: boom\n'
 SERVER_MODULES = ("langgraph", "uvicorn", "psycopg_pool", "starlette")

@@ -21,7 +21,8 @@ import pytest
 
 from lg_deploy.db.embedded import listed_handles
 from lg_deploy.db.migrations import migrate
-from tests.helpers import ServeProcess, running_server, wait_until
+from tests.support.servers import ServeProcess, running_server
+from tests.support.waiting import wait_until
 
 SECOND_SIGNAL_EXIT = 130
 STOP_SECONDS = 30.0

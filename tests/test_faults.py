@@ -25,7 +25,8 @@ from tests.chaos.processes import (
     status_counts,
     wait_listening,
 )
-from tests.helpers import free_port, wait_until
+from tests.support.servers import free_port
+from tests.support.waiting import wait_until
 
 OUTAGE_SECONDS = 3.0
 RESUME_WITHIN_SECONDS = 10.0

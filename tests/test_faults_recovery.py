@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from tests.chaos.processes import Launcher, SqlConn, insert, row_of, wait_listening, worker_pid
-from tests.helpers import wait_until
+from tests.support.waiting import wait_until
 
 DEFAULT_RECOVERY_WITHIN_SECONDS = 15.0
 

@@ -18,7 +18,8 @@ import pytest
 
 from lg_deploy.db.queries import query
 from lg_deploy.graphs import DEFAULT_GRAPHS
-from tests.helpers import ServeProcess, running_server, wait_until
+from tests.support.servers import ServeProcess, running_server
+from tests.support.waiting import wait_until
 
 SqlConn = psycopg.Connection[Any]
 

@@ -18,7 +18,7 @@ from lg_deploy.models import ExecutionStatus
 from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.settings import load_settings
 from lg_deploy.store.memory import InMemoryExecutionStore
-from tests.helpers import wait_until
+from tests.support.waiting import wait_until
 
 WAIT_SECONDS = 10.0
 LONG_SLEEP = {"graph_id": "sleep", "input": {"seconds": 30}}

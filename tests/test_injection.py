@@ -25,7 +25,7 @@ from starlette.testclient import TestClient
 
 from lg_deploy.http import create_app
 from lg_deploy.settings import load_settings
-from tests.helpers import running_server
+from tests.support.servers import running_server
 
 PROBES = {
     "quote": "'",

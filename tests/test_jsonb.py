@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from lg_deploy.db import jsonb
 from lg_deploy.models import ExecutionState, ExecutionStatus, Finish, utcnow
 from lg_deploy.store.protocol import ExecutionStore
-from tests.conftest import make_state
+from tests.support.factories import make_state
 
 JSON_VALUES = st.recursive(
     st.none()

@@ -16,7 +16,8 @@ from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.errors import InternalServerError, UnprocessableEntityError
 
 from lg_deploy.http.langgraph_api import assistant_id_of
-from tests.helpers import running_server, wait_until_async
+from tests.support.servers import running_server
+from tests.support.waiting import wait_until_async
 
 API_KEY = "sdk-test-key"
 

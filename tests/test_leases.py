@@ -29,18 +29,11 @@ from lg_deploy.settings import load_settings
 from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker, GraphRunner
-from tests import test_processes as processes
-from tests import test_worker as support
-from tests.conftest import make_state
-from tests.helpers import TEST_GRAPHS, wait_until, wait_until_async
-from tests.test_worker import Backend
-
-# The backend (memory and postgres) and registry fixtures of test_worker, and the worker
-# process launcher of test_processes, shared by name.
-backend_url = support.backend_url
-backend = support.backend
-registry = support.registry
-workers = processes.workers
+from tests.support.backends import Backend
+from tests.support.factories import make_state
+from tests.support.graphs import TEST_GRAPHS, Gate
+from tests.support.processes import Workers
+from tests.support.waiting import wait_until, wait_until_async
 
 Q, R, C, F = (ExecutionStatus(s) for s in ("QUEUED", "RUNNING", "COMPLETED", "FAILED"))
 LEASE_SECONDS = 1.2
@@ -84,25 +77,6 @@ def pg_worker(
     backend.workers.append(worker)
     backend.queues.append(queue)
     return worker
-
-
-class Gate:
-    """A GraphRunner that waits for its gate, then answers {"by": name}; records what happened."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.gate = asyncio.Event()
-        self.started = 0
-        self.returned = 0
-
-    async def run(
-        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
-    ) -> dict[str, Any]:
-        """Wait for the gate, then return who ran it."""
-        self.started += 1
-        await self.gate.wait()
-        self.returned += 1
-        return {"by": self.name}
 
 
 async def run_as(
@@ -423,7 +397,7 @@ def test_default_lease_and_recovery_interval_recover_within_15_seconds() -> None
 
 @pytest.mark.req("DUR-LEASE")
 def test_sigkilled_worker_process_is_recovered_within_15_seconds_by_default(
-    workers: processes.Workers, sql: psycopg.Connection[Any]
+    workers: Workers, sql: psycopg.Connection[Any]
 ) -> None:
     """With default settings, a SIGKILLed `lg-deploy worker` loses its run to a peer in < 15 s."""
     victim = workers.start()

@@ -18,8 +18,9 @@ from lg_deploy.loopwatch import LoopWatch
 from lg_deploy.metrics import Metrics
 from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.store.memory import InMemoryExecutionStore
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import running_server, wait_until
+from tests.support.processes import LG_DEPLOY_COMMAND
+from tests.support.servers import running_server
+from tests.support.waiting import wait_until
 
 SqlConn = psycopg.Connection[Any]
 

@@ -9,14 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests import test_processes as processes
-from tests import test_serve_e2e as serve_e2e
-from tests.test_processes import Workers
-from tests.test_serve_e2e import Server, StartServer
-
-# The process launchers of test_processes and test_serve_e2e, shared by name.
-workers = processes.workers
-start_server = serve_e2e.start_server
+from tests.support.processes import Workers, status_counts, wait_all_completed
+from tests.support.servers import ServeProcess as Server
+from tests.support.servers import StartServer
 
 SqlConn = psycopg.Connection[Any]
 EXECUTIONS = 300
@@ -66,9 +61,9 @@ def test_api_process_and_three_worker_processes_share_the_queue(
 
     ids = submit_sleeps(server, EXECUTIONS)
     assert len(set(ids)) == EXECUTIONS
-    processes.wait_all_completed(sql, EXECUTIONS, DRAIN_SECONDS)
+    wait_all_completed(sql, EXECUTIONS, DRAIN_SECONDS)
 
-    assert processes.status_counts(sql) == {"COMPLETED": EXECUTIONS}
+    assert status_counts(sql) == {"COMPLETED": EXECUTIONS}
     claims = transitions(sql, "QUEUED", "RUNNING")
     assert set(claims) == set(ids)
     assert set(claims.values()) == {1}, "an execution was claimed twice"

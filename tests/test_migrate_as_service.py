@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from lg_deploy.db.migrations import MigrationRefused, available_migrations, migrate
-from tests.roles_fixtures import Logins
-from tests.test_roles import SERVICE
+from tests.support.roles import SERVICE, Logins
 
 EXTRA_MIGRATION = "CREATE TABLE lg_deploy.extra_for_test (x integer);\n"
 

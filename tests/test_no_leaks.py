@@ -24,8 +24,9 @@ from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.settings import load_settings
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import free_port, running_server, wait_until
+from tests.support.processes import LG_DEPLOY_COMMAND
+from tests.support.servers import free_port, running_server
+from tests.support.waiting import wait_until
 
 PASSWORD = "s3cr3t-canary-pw"
 SQL_TEXT = "SELECT * FROM lg_deploy.executions"

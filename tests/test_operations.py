@@ -11,12 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql as pgsql
 
-from tests import test_serve_e2e as serve_e2e
-from tests.helpers import wait_until
-from tests.test_serve_e2e import StartServer, finished
-
-# The `lg-deploy serve` launcher of test_serve_e2e, shared by name.
-start_server = serve_e2e.start_server
+from tests.support.servers import StartServer, finished
+from tests.support.waiting import wait_until
 
 SqlConn = psycopg.Connection[Any]
 DEAD_WORKER = "dead-host:999999:abcdef"

@@ -17,9 +17,9 @@ from lg_deploy.retry import RetryPolicy
 from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker
-from tests.conftest import make_state
-from tests.helpers import TEST_GRAPHS, wait_until_async
-from tests.test_store_behaviour import RUNNING, bring_to, moved
+from tests.support.factories import RUNNING, bring_to, make_state, moved
+from tests.support.graphs import TEST_GRAPHS
+from tests.support.waiting import wait_until_async
 
 QUEUED, COMPLETED, FAILED = (
     ExecutionStatus.QUEUED,
@@ -78,7 +78,7 @@ async def test_a_requeue_counts_attempts_by_the_row_as_it_is_now(
     )
 
 
-class GatedRunner:
+class PausedRunner:
     """A graph runner whose runs wait at `gate`, then return their input or raise."""
 
     def __init__(self, *, fail: bool = False) -> None:
@@ -103,7 +103,7 @@ async def pg_store(pool: AsyncConnectionPool[Any]) -> PostgresExecutionStore:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    pool: AsyncConnectionPool[Any], runner: GatedRunner, **options: Any
+    pool: AsyncConnectionPool[Any], runner: PausedRunner, **options: Any
 ) -> AsyncIterator[ExecutionWorker]:
     queue = PostgresExecutionQueue(
         pool, worker_id="w", graph_ids=TEST_GRAPHS, poll_interval_seconds=0.05
@@ -134,7 +134,7 @@ async def test_an_update_from_psql_while_running_survives_the_outcome(
     pool: AsyncConnectionPool[Any], pg_store: PostgresExecutionStore, db_url: str
 ) -> None:
     """UPDATE priority=90, max_attempts=7 while RUNNING; after COMPLETED they are still 90, 7."""
-    runner = GatedRunner()
+    runner = PausedRunner()
     async with running_worker(pool, runner):
         created = await pg_store.create(make_state(input={"n": 1}))
         execution_id = created.execution_id
@@ -161,7 +161,7 @@ async def test_attempts_raised_from_psql_while_running_give_a_retry(
     pool: AsyncConnectionPool[Any], pg_store: PostgresExecutionStore, db_url: str
 ) -> None:
     """A run on its last attempt fails; max_attempts raised meanwhile makes it retry instead."""
-    runner = GatedRunner(fail=True)
+    runner = PausedRunner(fail=True)
     retrying = RetryPolicy(retry_on_error=True, backoff_seconds=60.0)
     async with running_worker(pool, runner, retry=retrying):
         created = await pg_store.create(make_state(max_attempts=1))

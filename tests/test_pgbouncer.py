@@ -25,13 +25,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from lg_deploy.db.migrations import available_migrations
 from lg_deploy.db.pool import open_pool
 from lg_deploy.queue.listener import LISTENER_APPLICATION_NAME
-from tests import test_serve_e2e as serve_e2e
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import free_port, json_lines, wait_until
-from tests.test_serve_e2e import StartServer
-
-# The `lg-deploy serve` launcher of test_serve_e2e, shared by name.
-start_server = serve_e2e.start_server
+from tests.support.processes import LG_DEPLOY_COMMAND, json_lines
+from tests.support.servers import StartServer, finished, free_port
+from tests.support.waiting import wait_until
 
 SqlConn = psycopg.Connection[Any]
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -242,7 +238,7 @@ def test_serve_and_worker_run_everything_through_pgbouncer_in_transaction_mode(
     wait_until(lambda: count_status(direct, "COMPLETED") == SUBMISSIONS + 1, 20.0)
     assert count_status(direct, "FAILED") == 0
     with server.http() as client:
-        state = serve_e2e.finished(client, submitted[-1])
+        state = finished(client, submitted[-1])
         assert state["output"] == {"n": SUBMISSIONS - 1}
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text

@@ -15,7 +15,9 @@ from lg_deploy.db.pool import open_pool
 from lg_deploy.db.queries import query
 from lg_deploy.queue import Listener, PostgresExecutionQueue
 from lg_deploy.queue.listener import QUEUED_CHANNEL
-from tests.helpers import TEST_GRAPHS, wait_until_async
+from tests.support.graphs import TEST_GRAPHS
+from tests.support.sql import count_running, insert_rows, scalar
+from tests.support.waiting import wait_until_async
 
 WAIT_SECONDS = 10.0
 SETTLE_SECONDS = 0.2  # long enough for a waiting claimer's first (empty) claim to finish
@@ -56,29 +58,6 @@ async def listener(db_url: str) -> AsyncIterator[Listener]:
         yield listening
     finally:
         await listening.stop()
-
-
-def insert_rows(sql: Sql, count: int = 1) -> list[str]:
-    """Insert `count` echo executions in ONE plain SQL statement, as another system would."""
-    rows = sql.execute(
-        "INSERT INTO lg_deploy.executions (graph_id, input)"
-        " SELECT 'echo', jsonb_build_object('i', i) FROM generate_series(1, %s) AS i"
-        " RETURNING execution_id::text",
-        (count,),
-    ).fetchall()
-    return [row[0] for row in rows]
-
-
-def scalar(sql: Sql, query: str, *params: Any) -> Any:
-    """The single value `query` returns."""
-    row = sql.execute(query, params or None).fetchone()
-    assert row is not None
-    return row[0]
-
-
-def count_running(sql: Sql) -> int:
-    """How many executions are RUNNING."""
-    return int(scalar(sql, "SELECT count(*) FROM lg_deploy.executions WHERE status = 'RUNNING'"))
 
 
 async def arrives_within(seconds: float, task: asyncio.Task[str]) -> str:

@@ -13,8 +13,8 @@ from lg_deploy.queue import AsyncioExecutionQueue, PostgresExecutionQueue
 from lg_deploy.queue.protocol import ExecutionQueue
 from lg_deploy.store import InMemoryExecutionStore, PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
-from tests.conftest import make_state
-from tests.helpers import TEST_GRAPHS
+from tests.support.factories import make_state
+from tests.support.graphs import TEST_GRAPHS
 
 WAIT_SECONDS = 10.0
 NOTHING_SECONDS = 0.3

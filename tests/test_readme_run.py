@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import free_port
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 NEWCOMER = "lgdnewcomer"

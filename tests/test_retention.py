@@ -20,8 +20,8 @@ from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
 from lg_deploy.retention import count_prunable, parse_duration, prune
 from lg_deploy.runtime import open_runtime
 from lg_deploy.settings import load_settings
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import wait_until, wait_until_async
+from tests.support.processes import LG_DEPLOY_COMMAND
+from tests.support.waiting import wait_until, wait_until_async
 
 SqlConn = psycopg.Connection[Any]
 START_SECONDS = 30.0

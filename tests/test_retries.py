@@ -22,13 +22,9 @@ from lg_deploy.models import ExecutionStatus, utcnow
 from lg_deploy.retry import RetryPolicy
 from lg_deploy.settings import load_settings
 from lg_deploy.store.postgres import PostgresExecutionStore
-from tests import test_worker as support
-from tests.conftest import make_state
-from tests.helpers import wait_until_async
-from tests.test_worker import Backend
-
-backend_url = support.backend_url
-backend = support.backend
+from tests.support.backends import Backend
+from tests.support.factories import make_state
+from tests.support.waiting import wait_until_async
 
 Q, R, C, F = (ExecutionStatus(s) for s in ("QUEUED", "RUNNING", "COMPLETED", "FAILED"))
 BACKOFF_SECONDS = 0.05

@@ -16,57 +16,14 @@ import psycopg
 import pytest
 from psycopg import errors
 from psycopg import sql as pgsql
-from psycopg.abc import Params, Query
 from psycopg.types.json import Jsonb
 
 from lg_deploy.db.roles import apply_roles
-from tests.roles_fixtures import Logins
+from tests.support.roles import GROUPS, PRODUCER, READER, Logins, refused
+from tests.support.sql import count_rows, history, insert_row
 
 SqlConn = psycopg.Connection[Any]
-PRODUCER = "lg_deploy_producer"
-READER = "lg_deploy_reader"
-SERVICE = "lg_deploy_service"
-GROUPS = (PRODUCER, READER, SERVICE)
 DEFINER_SEARCH_PATH = ["search_path=pg_catalog, lg_deploy, pg_temp"]
-
-
-def refused(conn: SqlConn, statement: Query, params: Params | None = None) -> str:
-    """Run `statement`, expecting "permission denied"; the message."""
-    with pytest.raises(errors.InsufficientPrivilege) as caught:
-        conn.execute(statement, params)
-    return str(caught.value)
-
-
-def insert_row(conn: SqlConn, **columns: Any) -> str:
-    """INSERT an echo execution with these columns as well; its id (RETURNING execution_id)."""
-    row = {"graph_id": "echo", "input": Jsonb({"n": 1}), **columns}
-    statement = pgsql.SQL(
-        "INSERT INTO lg_deploy.executions ({}) VALUES ({}) RETURNING execution_id"
-    )
-    names = pgsql.SQL(", ").join(map(pgsql.Identifier, row))
-    values = pgsql.SQL(", ").join(pgsql.Placeholder() * len(row))
-    found = conn.execute(statement.format(names, values), list(row.values())).fetchone()
-    assert found is not None
-    return str(found[0])
-
-
-def history(sql: SqlConn, execution_id: str) -> list[tuple[str | None, str]]:
-    """(from_status, to_status) of each event of the execution, oldest first."""
-    rows = sql.execute(
-        "SELECT from_status, to_status FROM lg_deploy.execution_events"
-        " WHERE execution_id = %s ORDER BY event_id",
-        (execution_id,),
-    ).fetchall()
-    return [(row[0], row[1]) for row in rows]
-
-
-def count_rows(sql: SqlConn, table: LiteralString = "executions") -> int:
-    """How many rows a table of schema lg_deploy holds."""
-    row = sql.execute(
-        pgsql.SQL("SELECT count(*) FROM lg_deploy.{}").format(pgsql.Identifier(table))
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def privileges(sql: SqlConn) -> list[tuple[Any, ...]]:

@@ -12,8 +12,8 @@ import pytest
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-from tests.roles_fixtures import Logins
-from tests.test_roles import PRODUCER, SERVICE, count_rows, insert_row
+from tests.support.roles import PRODUCER, SERVICE, Logins
+from tests.support.sql import count_rows, insert_row
 
 SqlConn = psycopg.Connection[Any]
 

@@ -20,9 +20,11 @@ from psycopg.types.json import Jsonb
 from lg_deploy.checkpoints import postgres_checkpointer
 from lg_deploy.db.roles import apply_roles
 from lg_deploy.queue.listener import LISTENER_APPLICATION_NAME
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import free_port, wait_until
-from tests.test_roles import PRODUCER, SERVICE, Logins, history, insert_row, refused
+from tests.support.processes import LG_DEPLOY_COMMAND
+from tests.support.roles import PRODUCER, SERVICE, Logins, refused
+from tests.support.servers import free_port
+from tests.support.sql import history, insert_row
+from tests.support.waiting import wait_until
 
 SqlConn = psycopg.Connection[Any]
 START_SECONDS = 30.0

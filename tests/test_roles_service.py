@@ -15,16 +15,9 @@ import pytest
 from psycopg import sql as pgsql
 
 from lg_deploy.db.roles import apply_roles
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.roles_fixtures import Logins
-from tests.test_roles import (
-    PRODUCER,
-    SERVICE,
-    count_rows,
-    history,
-    insert_row,
-    refused,
-)
+from tests.support.processes import LG_DEPLOY_COMMAND
+from tests.support.roles import PRODUCER, SERVICE, Logins, refused
+from tests.support.sql import count_rows, history, insert_row
 
 SqlConn = psycopg.Connection[Any]
 

@@ -29,7 +29,7 @@ from starlette.testclient import TestClient
 from lg_deploy.http import create_app
 from lg_deploy.http.schemas import GRAPH_ID_PATTERN
 from lg_deploy.settings import load_settings
-from tests.helpers import running_server
+from tests.support.servers import running_server
 
 REQUEST_SECONDS = 20.0
 API_KEY = "fuzz-key-0123456789"

@@ -8,8 +8,6 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,34 +17,9 @@ import pytest
 from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import ServeProcess as Server
-from tests.helpers import running_server, wait_until
-
-WAIT_SECONDS = 15.0
-
-StartServer = Callable[..., Server]
-
-
-@pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[StartServer]:
-    """Starts `lg-deploy serve` processes (env plus overrides); kills them all at teardown."""
-    servers = ExitStack()
-
-    def start(env: dict[str, str], **overrides: str) -> Server:
-        return servers.enter_context(running_server({**env, **overrides}, tmp_path))
-
-    with servers:
-        yield start
-
-
-def finished(client: httpx.Client, execution_id: str) -> dict[str, Any]:
-    """The execution once final, by the server-side long poll."""
-    answer = client.get(f"/executions/{execution_id}/wait", params={"timeout": WAIT_SECONDS})
-    assert answer.status_code == 200, answer.text
-    state: dict[str, Any] = answer.json()
-    assert state["status"] in ("COMPLETED", "FAILED"), state
-    return state
+from tests.support.processes import LG_DEPLOY_COMMAND
+from tests.support.servers import WAIT_SECONDS, StartServer, finished
+from tests.support.waiting import wait_until
 
 
 def insert_row(sql: psycopg.Connection[Any], graph_id: str, payload: str, later: bool) -> str:

@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import SERVE_START_SECONDS, free_port, json_lines, wait_until
+from tests.support.processes import json_lines
+from tests.support.servers import SERVE_START_SECONDS, free_port
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 STAMP = ROOT / ".venv" / "lg-deploy-install.stamp"

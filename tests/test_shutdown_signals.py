@@ -9,13 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests import test_processes as processes
-from tests import test_serve_e2e as e2e
-from tests.helpers import wait_until
-
-# The process launchers of test_processes and test_serve_e2e, shared by name.
-workers = processes.workers
-start_server = e2e.start_server
+from tests.support.processes import Workers
+from tests.support.servers import StartServer
+from tests.support.waiting import wait_until
 
 SqlConn = psycopg.Connection[Any]
 LONG_GRACE = {"LG_DEPLOY_SHUTDOWN_GRACE_SECONDS": "30", "LG_DEPLOY_LEASE_SECONDS": "2"}
@@ -66,7 +62,7 @@ def second_signal_exits_at_once(process: Any, signum: int) -> None:
 
 
 def assert_recovered_by_a_peer(
-    workers: processes.Workers, sql: SqlConn, execution_id: str, gone: str
+    workers: Workers, sql: SqlConn, execution_id: str, gone: str
 ) -> None:
     """The execution left RUNNING by `gone` is recovered (lease) and run by a new worker."""
     assert row_of(sql, execution_id)[:3] == ("RUNNING", gone, 1), "it was handed back, not left"
@@ -85,7 +81,7 @@ def assert_recovered_by_a_peer(
 
 @pytest.mark.req("DUR-SHUTDOWN")
 def test_worker_first_sigterm_is_graceful_and_second_exits_at_once(
-    workers: processes.Workers, sql: SqlConn
+    workers: Workers, sql: SqlConn
 ) -> None:
     """Worker: first SIGTERM stops claiming and waits; second exits 130 at once; a peer recovers."""
     worker = workers.start(**LONG_GRACE)
@@ -111,8 +107,8 @@ def test_worker_first_sigterm_is_graceful_and_second_exits_at_once(
 @pytest.mark.req("DUR-SHUTDOWN")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_second_signal_exits_at_once_and_leases_recover(
-    start_server: e2e.StartServer,
-    workers: processes.Workers,
+    start_server: StartServer,
+    workers: Workers,
     worker_env: dict[str, str],
     sql: SqlConn,
     signum: int,
@@ -126,7 +122,7 @@ def test_serve_second_signal_exits_at_once_and_leases_recover(
 
 @pytest.mark.req("DUR-SHUTDOWN")
 def test_serve_single_sigterm_hands_running_executions_back(
-    start_server: e2e.StartServer, worker_env: dict[str, str], sql: SqlConn
+    start_server: StartServer, worker_env: dict[str, str], sql: SqlConn
 ) -> None:
     """Serve with 0.5 s grace: one SIGTERM exits 0 soon and the running sleep is QUEUED again."""
     server = start_server(worker_env, LG_DEPLOY_SHUTDOWN_GRACE_SECONDS="0.5")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import free_port
+from tests.support.processes import LG_DEPLOY_COMMAND
+from tests.support.servers import free_port
 
 UNLOADABLE = {"broken": "no_such_module_for_test:graph"}
 

@@ -42,7 +42,7 @@ from lg_deploy.models import (
     ExecutionStatus,
 )
 from lg_deploy.store.postgres import PostgresExecutionStore
-from tests.conftest import make_state
+from tests.support.factories import make_state
 
 Q, R, C, F = (ExecutionStatus(s) for s in ("QUEUED", "RUNNING", "COMPLETED", "FAILED"))
 LEASE = timedelta(seconds=5)

@@ -18,41 +18,12 @@ from lg_deploy.errors import ExecutionExists, ExecutionNotFound, InvalidTransiti
 from lg_deploy.models import ExecutionState, ExecutionStatus, can_transition, utcnow
 from lg_deploy.store import InMemoryExecutionStore, PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
-from tests.conftest import make_state
+from tests.support.factories import COMPLETED, FAILED, QUEUED, RUNNING, bring_to, make_state, moved
 
-QUEUED, RUNNING = ExecutionStatus.QUEUED, ExecutionStatus.RUNNING
-COMPLETED, FAILED = ExecutionStatus.COMPLETED, ExecutionStatus.FAILED
 FINALS = (COMPLETED, FAILED)
 CLOCK_SLACK = timedelta(seconds=5)
 ALL_PAIRS = list(itertools.product(ExecutionStatus, repeat=2))
 INVALID_PAIRS = [(old, new) for old, new in ALL_PAIRS if not can_transition(old, new)]
-
-
-def moved(state: ExecutionState, status: ExecutionStatus, **changes: Any) -> ExecutionState:
-    """`state` asked to move to `status`; entering RUNNING claims it for worker-a."""
-    if status == RUNNING and state.status != RUNNING:
-        changes = {
-            "attempts": state.attempts + 1,
-            "worker_id": "worker-a",
-            "lease_expires_at": utcnow() + timedelta(seconds=30),
-            **changes,
-        }
-    if status == COMPLETED:
-        changes = {"output": {"done": True}, **changes}
-    if status == FAILED:
-        changes = {"error": "boom", **changes}
-    return state.evolve(status=status, **changes)
-
-
-async def bring_to(store: ExecutionStore, status: ExecutionStatus) -> ExecutionState:
-    """A new execution moved along the lifecycle until it is in `status`."""
-    state = await store.create(make_state())
-    if status == QUEUED:
-        return state
-    state = await store.update(moved(state, RUNNING), expected_status=QUEUED)
-    if status == RUNNING:
-        return state
-    return await store.update(moved(state, status), expected_status=RUNNING)
 
 
 def assert_aware(state: ExecutionState) -> None:

@@ -15,8 +15,9 @@ from lg_deploy.models import ExecutionStatus
 from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker
-from tests.conftest import make_state
-from tests.helpers import running_server, wait_until
+from tests.support.factories import make_state
+from tests.support.servers import running_server
+from tests.support.waiting import wait_until
 
 SqlConn = psycopg.Connection[Any]
 

@@ -24,8 +24,9 @@ from lg_deploy.settings import load_settings
 from lg_deploy.store import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker
-from tests.conftest import make_state
-from tests.helpers import TEST_GRAPHS, wait_until_async
+from tests.support.factories import make_state
+from tests.support.graphs import TEST_GRAPHS
+from tests.support.waiting import wait_until_async
 
 COMPLETED, RUNNING = ExecutionStatus.COMPLETED, ExecutionStatus.RUNNING
 

@@ -15,15 +15,10 @@ from lg_deploy.models import ExecutionStatus, utcnow
 from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.worker import ExecutionWorker
-from tests import test_worker as support
-from tests.conftest import make_state
-from tests.helpers import wait_until_async
-from tests.test_worker import WAIT_SECONDS, Backend, GatedRunner, StartRecorder
-
-# The backend (memory and postgres) and registry fixtures of test_worker, shared by name.
-backend_url = support.backend_url
-backend = support.backend
-registry = support.registry
+from tests.support.backends import WAIT_SECONDS, Backend
+from tests.support.factories import make_state
+from tests.support.graphs import GatedRunner, StartRecorder
+from tests.support.waiting import wait_until_async
 
 
 def lingering_tasks(before: set[asyncio.Task[Any]]) -> list[str]:

@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 
 from lg_deploy.queue.listener import LISTENER_APPLICATION_NAME
-from tests.conftest import LG_DEPLOY_COMMAND
-from tests.helpers import wait_until
+from tests.support.processes import LG_DEPLOY_COMMAND
+from tests.support.waiting import wait_until
 
 SqlConn = psycopg.Connection[Any]
 START_SECONDS = 30.0

@@ -1,5 +1,6 @@
-"""Fixtures of the test_roles*.py modules: `roles` (sql/roles.sql applied) and `logins`.
+"""The database roles for tests: sql/roles.sql's group names, login roles, `roles`/`logins`.
 
+Fixtures of the test_roles*.py modules: `roles` (sql/roles.sql applied) and `logins`.
 A plugin named in conftest.py's pytest_plugins (fixtures imported into a test module trip ruff
 F811). Roles are cluster-wide: the login roles made here get unique names and are dropped.
 """
@@ -13,12 +14,25 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import errors
 from psycopg import sql as pgsql
+from psycopg.abc import Params, Query
 from psycopg.conninfo import make_conninfo
 
 from lg_deploy.db.roles import apply_roles
 
 SqlConn = psycopg.Connection[Any]
+PRODUCER = "lg_deploy_producer"
+READER = "lg_deploy_reader"
+SERVICE = "lg_deploy_service"
+GROUPS = (PRODUCER, READER, SERVICE)
+
+
+def refused(conn: SqlConn, statement: Query, params: Params | None = None) -> str:
+    """Run `statement`, expecting "permission denied"; the message."""
+    with pytest.raises(errors.InsufficientPrivilege) as caught:
+        conn.execute(statement, params)
+    return str(caught.value)
 
 
 @dataclass

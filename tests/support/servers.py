@@ -1,54 +1,23 @@
-"""Small helpers shared by the tests: bounded waiting, free ports, JSON log lines, a server."""
+"""The real HTTP server: free ports, `lg-deploy serve` processes and their fixture, HTTP helpers."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import json
 import socket
 import subprocess
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.conftest import LG_DEPLOY_COMMAND
+from tests.support.processes import LG_DEPLOY_COMMAND, json_lines
+from tests.support.waiting import wait_until
 
-WAIT_SECONDS = 15.0
 SERVE_START_SECONDS = 30.0
-# The graphs test queues claim: the shipped examples and the fakes the worker tests run.
-TEST_GRAPHS = ("echo", "sleep", "fail", "pipeline", "anything", "boom", "own_timeout")
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout: float = WAIT_SECONDS, interval: float = 0.02
-) -> None:
-    """Poll `predicate` until it holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
-        time.sleep(interval)
-
-
-async def wait_until_async(
-    predicate: Callable[[], bool | Awaitable[bool]],
-    timeout: float = WAIT_SECONDS,
-    interval: float = 0.02,
-) -> None:
-    """Poll `predicate` (plain or async) without blocking the loop; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = predicate()
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
-        await asyncio.sleep(interval)
+WAIT_SECONDS = 15.0
 
 
 def free_port() -> int:
@@ -57,19 +26,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-def json_lines(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects among the lines of a log file (other lines are skipped)."""
-    entries = []
-    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            entry = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-    return entries
 
 
 @dataclass(frozen=True)
@@ -120,3 +76,27 @@ def running_server(env: dict[str, str], folder: Path) -> Iterator[ServeProcess]:
     finally:
         process.kill()
         process.wait(10)
+
+
+StartServer = Callable[..., ServeProcess]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """Starts `lg-deploy serve` processes (env plus overrides); kills them all at teardown."""
+    servers = ExitStack()
+
+    def start(env: dict[str, str], **overrides: str) -> ServeProcess:
+        return servers.enter_context(running_server({**env, **overrides}, tmp_path))
+
+    with servers:
+        yield start
+
+
+def finished(client: httpx.Client, execution_id: str) -> dict[str, Any]:
+    """The execution once final, by the server-side long poll."""
+    answer = client.get(f"/executions/{execution_id}/wait", params={"timeout": WAIT_SECONDS})
+    assert answer.status_code == 200, answer.text
+    state: dict[str, Any] = answer.json()
+    assert state["status"] in ("COMPLETED", "FAILED"), state
+    return state

@@ -1,0 +1,116 @@
+"""Graphs for the tests: the ids test queues claim, fake GraphRunners, the real registry fixture."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
+from lg_deploy.worker import GraphRunner
+
+# The graphs test queues claim: the shipped examples and the fakes the worker tests run.
+TEST_GRAPHS = ("echo", "sleep", "fail", "pipeline", "anything", "boom", "own_timeout")
+
+ODD_GRAPHS_SOURCE = """
+from typing import Any
+
+from langgraph.func import entrypoint
+
+
+@entrypoint()
+async def set_output(inputs: dict[str, Any]) -> Any:
+    return {"tags": {"a", "b"}}
+
+
+@entrypoint()
+async def nan_output(inputs: dict[str, Any]) -> Any:
+    return {"score": float("nan")}
+
+
+@entrypoint()
+async def nul_output(inputs: dict[str, Any]) -> Any:
+    return {"text": "a\\x00b"}
+
+
+@entrypoint()
+async def own_timeout(inputs: dict[str, Any]) -> Any:
+    raise TimeoutError("model call timed out")
+
+
+@entrypoint()
+async def nul_error(inputs: dict[str, Any]) -> Any:
+    raise RuntimeError("bad\\x00byte")
+"""
+ODD_GRAPHS = {
+    name: f"./odd_graphs.py:{name}"
+    for name in ("set_output", "nan_output", "nul_output", "own_timeout", "nul_error")
+}
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> GraphRegistry:
+    """The real registry: the shipped examples plus graphs whose output is not JSON."""
+    (tmp_path / "odd_graphs.py").write_text(ODD_GRAPHS_SOURCE, encoding="utf-8")
+    return GraphRegistry({**DEFAULT_GRAPHS, **ODD_GRAPHS}, base_dir=tmp_path)
+
+
+class GatedRunner:
+    """A fake GraphRunner: records calls, and waits for `gate` before answering."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.started = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def run(
+        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
+    ) -> dict[str, Any]:
+        """Echo the input under "seen" once the gate is open; `boom` raises."""
+        self.calls.append((graph_id, input))
+        self.started.set()
+        await self.gate.wait()
+        if graph_id == "boom":
+            raise ValueError("fake failure")
+        return {"seen": input}
+
+
+class StartRecorder:
+    """Wraps a GraphRunner and counts the graph runs that have begun."""
+
+    def __init__(self, inner: GraphRunner) -> None:
+        self.inner = inner
+        self.started = 0
+
+    async def run(
+        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
+    ) -> dict[str, Any]:
+        """Count the run, then delegate it."""
+        self.started += 1
+        return await self.inner.run(graph_id, input, thread_id=thread_id)
+
+    async def has_started(self) -> bool:
+        """True once a graph run has begun (an awaitable predicate for wait_until)."""
+        return self.started > 0
+
+
+class Gate:
+    """A GraphRunner that waits for its gate, then answers {"by": name}; records what happened."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.gate = asyncio.Event()
+        self.started = 0
+        self.returned = 0
+
+    async def run(
+        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
+    ) -> dict[str, Any]:
+        """Wait for the gate, then return who ran it."""
+        self.started += 1
+        await self.gate.wait()
+        self.returned += 1
+        return {"by": self.name}
