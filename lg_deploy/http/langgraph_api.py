@@ -27,10 +27,10 @@ from lg_deploy.http.langgraph_run_body import NOT_SUPPORTED, RunBody, RunCreate,
 from lg_deploy.http.langgraph_unsupported import unsupported_routes
 from lg_deploy.http.routes import read_json
 from lg_deploy.http.schemas import json_number
+from lg_deploy.http.waiting import FinishWaiter
 from lg_deploy.models import ExecutionState, ExecutionStatus
 from lg_deploy.runtime import Runtime
 from lg_deploy.settings import Settings
-from lg_deploy.waiting import FinishWaiter
 
 # The platform's namespace for default assistant ids: uuid5(NAMESPACE_GRAPH, graph_id).
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")

@@ -27,10 +27,10 @@ from lg_deploy.http.schemas import (
     decode_cursor,
     encode_cursor,
 )
+from lg_deploy.http.waiting import FinishWaiter
 from lg_deploy.models import ExecutionState, ExecutionStatus
 from lg_deploy.runtime import Runtime
 from lg_deploy.settings import Settings
-from lg_deploy.waiting import FinishWaiter
 
 Model = TypeVar("Model", bound=BaseModel)
 READY_CHECK_SECONDS = 2.0
