@@ -130,28 +130,6 @@ class GraphRegistry:
             raise UnknownGraph(graph_id, self._specs) from None
 
 
-def graphs_from_langgraph_json(path: Path) -> tuple[dict[str, str], Path]:
-    """The "graphs" specs of a `langgraph.json` file, and its directory for relative paths."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise GraphLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise GraphLoadError(f"{path} is not valid JSON: {exc}") from exc
-    graphs = document.get("graphs") if isinstance(document, dict) else None
-    if not isinstance(graphs, dict):
-        raise GraphLoadError(f'{path} has no "graphs" object')
-    specs: dict[str, str] = {}
-    for name, value in graphs.items():
-        spec = value.get("path") if isinstance(value, dict) else value
-        if not isinstance(spec, str):
-            raise GraphLoadError(
-                f'{path}: graph {name!r} must be a "file.py:attr" string or an object with "path"'
-            )
-        specs[name] = spec
-    return specs, path.absolute().parent
-
-
 @contextmanager
 def _load_step(spec: str, action: str) -> Iterator[None]:
     """Turn any error of one loading step into a GraphLoadError naming the spec."""
