@@ -89,7 +89,7 @@ class GraphRegistry:
             if callable(value) and not _is_graph(value):
                 with _load_step(spec, "factory failed"):
                     value = _call_factory(value)
-                if inspect.iscoroutine(value):  # a sync function handing back a coroutine
+                if inspect.iscoroutine(value):  # a sync function returning a coroutine
                     value.close()
                     continue
             self._graphs[graph_id] = self._with_checkpointer(_as_graph(spec, value))
