@@ -3,9 +3,8 @@
 CPython collects its youngest generation after 700 more container objects were made than freed.
 Runs in flight hold thousands of objects each time their slots fill up, so at that threshold a
 worker collected every few runs and the collections scanned the live runs, never garbage
-(LangGraph runs free nearly everything by reference counting): measured with `gc.callbacks`,
-8 % of a 64-slot no-op drain's CPU and 35 % of a 1,000-slot worker of 50 ms graphs. A
-threshold of `objects_per_slot` per slot lets the runs in flight come and go between
+(LangGraph runs free nearly everything by reference counting; docs/benchmarks.md has the
+cost). A threshold of `objects_per_slot` per slot lets the runs in flight come and go between
 collections, while cyclic garbage still goes once about as much has piled up as the runs hold.
 """
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import traceback as tb
 
+from lg_deploy.db.jsonb import storable_text
 from lg_deploy.errors import LgDeployError
-from lg_deploy.graphs import storable_text
 
 # The most of a traceback kept: its start (the outer frames) and its end (where it was raised,
 # and the exception), with a marker saying how much was cut between them.

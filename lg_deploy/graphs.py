@@ -9,7 +9,6 @@ import importlib
 import importlib.util
 import inspect
 import json
-import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ import pydantic_core
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 
+from lg_deploy.db import jsonb
 from lg_deploy.errors import GraphLoadError, GraphOutputError, UnknownGraph
 
 DEFAULT_GRAPHS: dict[str, str] = {
@@ -30,9 +30,6 @@ DEFAULT_GRAPHS: dict[str, str] = {
     "fail": "lg_deploy.examples.fail:graph",
     "pipeline": "lg_deploy.examples.pipeline:graph",
 }
-
-# jsonb refuses NUL, and PostgreSQL refuses surrogate code points (they are not Unicode text).
-_UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
 
 
 class CompiledGraph(Protocol):
@@ -92,7 +89,7 @@ class GraphRegistry:
             if callable(value) and not _is_graph(value):
                 with _load_step(spec, "factory failed"):
                     value = _call_factory(value)
-                if inspect.iscoroutine(value):  # a sync function handing back a coroutine
+                if inspect.iscoroutine(value):  # a sync function returning a coroutine
                     value.close()
                     continue
             self._graphs[graph_id] = self._with_checkpointer(_as_graph(spec, value))
@@ -131,28 +128,6 @@ class GraphRegistry:
             return self._specs[graph_id]
         except KeyError:
             raise UnknownGraph(graph_id, self._specs) from None
-
-
-def graphs_from_langgraph_json(path: Path) -> tuple[dict[str, str], Path]:
-    """The "graphs" specs of a `langgraph.json` file, and its directory for relative paths."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise GraphLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise GraphLoadError(f"{path} is not valid JSON: {exc}") from exc
-    graphs = document.get("graphs") if isinstance(document, dict) else None
-    if not isinstance(graphs, dict):
-        raise GraphLoadError(f'{path} has no "graphs" object')
-    specs: dict[str, str] = {}
-    for name, value in graphs.items():
-        spec = value.get("path") if isinstance(value, dict) else value
-        if not isinstance(spec, str):
-            raise GraphLoadError(
-                f'{path}: graph {name!r} must be a "file.py:attr" string or an object with "path"'
-            )
-        specs[name] = spec
-    return specs, path.absolute().parent
 
 
 @contextmanager
@@ -257,7 +232,8 @@ def to_json_object(value: Any) -> dict[str, Any]:
         elif reason.startswith("Out of range float values"):
             reason = "NaN and Infinity are not valid JSON"
         raise GraphOutputError(f"graph output is not JSON-serialisable: {reason}") from exc
-    if (problem := _unstorable_text(plain)) is not None:
+    if (char := jsonb.unstorable_char(plain)) is not None:
+        problem = "contains a NUL character" if char == jsonb.NUL else "contains a surrogate"
         raise GraphOutputError(f"graph output is not JSON-serialisable: {problem}")
     return cast(dict[str, Any], plain)
 
@@ -269,23 +245,3 @@ def _jsonable_record(value: object) -> object:
     ):
         return cast(object, pydantic_core.to_jsonable_python(value))
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def storable_text(text: str) -> str:
-    """`text` with what PostgreSQL cannot store in text (NUL, surrogates) replaced by U+FFFD."""
-    return _UNSTORABLE_CHAR.sub("\ufffd", text)
-
-
-def _unstorable_text(value: object) -> str | None:
-    """Why some key or string of plain JSON data cannot go into jsonb, or None."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str) and (match := _UNSTORABLE_CHAR.search(item)):
-            return "contains a NUL character" if match[0] == "\x00" else "contains a surrogate"
-    return None

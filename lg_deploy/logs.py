@@ -33,11 +33,6 @@ def bound(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
-def current_context() -> dict[str, Any]:
-    """The fields bound for the current task."""
-    return dict(_context.get())
-
-
 class ContextFilter(logging.Filter):
     """Copies the bound fields onto each record as attributes."""
 

@@ -19,7 +19,7 @@ from pydantic import (
 
 
 class ExecutionStatus(StrEnum):
-    """The lifecycle states of an execution (LLD 3.2)."""
+    """The lifecycle states of an execution (docs/schema.md, the lifecycle)."""
 
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
@@ -77,7 +77,7 @@ def new_execution_id() -> str:
 
 
 class ExecutionState(BaseModel):
-    """The persisted state of one execution: LLD 3.1 plus the columns the queue needs."""
+    """The persisted state of one execution: a row of lg_deploy.executions (docs/schema.md)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

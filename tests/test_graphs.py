@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import math
 import textwrap
 from pathlib import Path
@@ -17,7 +16,6 @@ from lg_deploy.errors import GraphLoadError, GraphOutputError, UnknownGraph
 from lg_deploy.graphs import (
     DEFAULT_GRAPHS,
     GraphRegistry,
-    graphs_from_langgraph_json,
     to_json_object,
 )
 
@@ -261,57 +259,6 @@ def test_load_all_fails_on_a_broken_spec(tmp_path: Path) -> None:
     )
     with pytest.raises(GraphLoadError, match="not_a_graph"):
         registry.load_all()
-
-
-# --- langgraph.json -------------------------------------------------------------------------
-
-
-@pytest.mark.req("GRAPH-REGISTRY")
-async def test_langgraph_json_gives_specs_and_its_directory(tmp_path: Path) -> None:
-    """A langgraph.json yields its graph specs (string or {"path"} form) and its directory."""
-    write_graphs_file(tmp_path)
-    config = tmp_path / "langgraph.json"
-    config.write_text(
-        json.dumps(
-            {
-                "dependencies": ["."],
-                "graphs": {
-                    "plain": "./graphs.py:compiled",
-                    "described": {"path": "./graphs.py:builder", "description": "adds one"},
-                },
-            }
-        )
-    )
-    specs, base_dir = graphs_from_langgraph_json(config)
-    assert specs == {"plain": "./graphs.py:compiled", "described": "./graphs.py:builder"}
-    assert base_dir == tmp_path
-    assert await GraphRegistry(specs, base_dir=base_dir).run("described", {"n": 1}) == {"n": 2}
-
-
-@pytest.mark.req("GRAPH-REGISTRY")
-@pytest.mark.parametrize(
-    ("content", "reason"),
-    [
-        (None, "cannot read"),
-        ("{not json", "is not valid JSON"),
-        ("[]", 'no "graphs" object'),
-        ('{"dependencies": ["."]}', 'no "graphs" object'),
-        ('{"graphs": ["./a.py:g"]}', 'no "graphs" object'),
-        ('{"graphs": {"g": 3}}', "graph 'g' must be"),
-        ('{"graphs": {"g": {"description": "no path"}}}', "graph 'g' must be"),
-    ],
-)
-def test_invalid_langgraph_json_raises_load_error(
-    tmp_path: Path, content: str | None, reason: str
-) -> None:
-    """A missing or malformed langgraph.json gives GraphLoadError saying what is wrong."""
-    config = tmp_path / "langgraph.json"
-    if content is not None:
-        config.write_text(content)
-    with pytest.raises(GraphLoadError) as raised:
-        graphs_from_langgraph_json(config)
-    assert str(config) in str(raised.value)
-    assert reason in str(raised.value)
 
 
 # --- output conversion ------------------------------------------------------------------------

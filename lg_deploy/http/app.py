@@ -21,12 +21,12 @@ from lg_deploy.http.middleware import RequestIdMiddleware
 from lg_deploy.http.openapi import build_openapi
 from lg_deploy.http.routes import routes
 from lg_deploy.http.startup import StartupErrors
+from lg_deploy.http.waiting import FinishWaiter
 from lg_deploy.metrics import Metrics
 from lg_deploy.queue.protocol import ExecutionQueue
 from lg_deploy.runtime import open_runtime, runtime_over
 from lg_deploy.settings import Settings, load_settings
 from lg_deploy.store.protocol import ExecutionStore
-from lg_deploy.waiting import FinishWaiter
 
 MEMORY_WAIT_POLL_SECONDS = 0.05
 

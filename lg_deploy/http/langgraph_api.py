@@ -25,12 +25,12 @@ from lg_deploy.errors import ExecutionNotFound, InvalidTransition
 from lg_deploy.http.errors import ApiError, request_id_of, validation_details
 from lg_deploy.http.langgraph_run_body import NOT_SUPPORTED, RunBody, RunCreate, RunWait
 from lg_deploy.http.langgraph_unsupported import unsupported_routes
-from lg_deploy.http.routes import read_json
+from lg_deploy.http.requests import read_json, runtime_of
 from lg_deploy.http.schemas import json_number
+from lg_deploy.http.waiting import FinishWaiter
 from lg_deploy.models import ExecutionState, ExecutionStatus
 from lg_deploy.runtime import Runtime
 from lg_deploy.settings import Settings
-from lg_deploy.waiting import FinishWaiter
 
 # The platform's namespace for default assistant ids: uuid5(NAMESPACE_GRAPH, graph_id).
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
@@ -188,17 +188,12 @@ async def _run_body(request: Request, model: type[RunBody]) -> RunBody:
     return body
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.state.runtime
-    return runtime
-
-
 async def search_assistants(request: Request) -> Response:
     """POST /assistants/search: one assistant per registered graph."""
     query: AssistantSearch = await _body(request, AssistantSearch)
     found = [
         _assistant(name)
-        for name in _runtime(request).graphs.names()
+        for name in runtime_of(request).graphs.names()
         if query.graph_id in (None, name) and query.name in (None, name)
     ]
     return JSONResponse(found[query.offset : query.offset + query.limit])
@@ -207,12 +202,12 @@ async def search_assistants(request: Request) -> Response:
 async def get_assistant(request: Request) -> Response:
     """GET /assistants/{assistant_id}."""
     return JSONResponse(
-        _assistant(_graph_for(_runtime(request), request.path_params["assistant_id"]))
+        _assistant(_graph_for(runtime_of(request), request.path_params["assistant_id"]))
     )
 
 
 async def _create_run(request: Request, model: type[RunBody]) -> tuple[ExecutionState, RunBody]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     settings: Settings = request.state.settings
     body = await _run_body(request, model)
     graph_id = _graph_for(runtime, body.assistant_id)
@@ -274,7 +269,7 @@ async def _thread_run(request: Request) -> ExecutionState:
     state = None
     with contextlib.suppress(ValueError):
         if uuid.UUID(thread_id) == uuid.UUID(run_id):
-            state = await _runtime(request).store.get(str(uuid.UUID(run_id)))
+            state = await runtime_of(request).store.get(str(uuid.UUID(run_id)))
     if state is None:
         raise ApiError(404, f"run {run_id} not found in thread {thread_id}")
     return state
@@ -290,7 +285,7 @@ async def list_runs(request: Request) -> Response:
     thread_id = request.path_params["thread_id"]
     state = None
     with contextlib.suppress(ValueError):
-        state = await _runtime(request).store.get(str(uuid.UUID(thread_id)))
+        state = await runtime_of(request).store.get(str(uuid.UUID(thread_id)))
     if state is None:
         raise ApiError(404, f"thread {thread_id} not found")
     params = request.query_params
@@ -316,7 +311,7 @@ async def cancel_run(request: Request) -> Response:
     """POST /threads/{thread_id}/runs/{run_id}/cancel[?wait=1]: cancel; 204 (or once final)."""
     state = await _thread_run(request)
     try:
-        await _runtime(request).cancel(state.execution_id)
+        await runtime_of(request).cancel(state.execution_id)
     except (ExecutionNotFound, InvalidTransition) as error:
         raise ApiError(409, str(error)) from None
     if request.query_params.get("wait") in ("1", "true"):

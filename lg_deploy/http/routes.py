@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from typing import Any, TypeVar
 
@@ -14,6 +13,7 @@ from starlette.routing import Route
 
 from lg_deploy.errors import ExecutionNotFound, IdempotencyKeyUsed, InvalidTransition
 from lg_deploy.http.errors import ApiError, request_id_of
+from lg_deploy.http.requests import read_json, runtime_of
 from lg_deploy.http.schemas import (
     EventList,
     ExecutionPage,
@@ -27,21 +27,15 @@ from lg_deploy.http.schemas import (
     decode_cursor,
     encode_cursor,
 )
+from lg_deploy.http.waiting import FinishWaiter
 from lg_deploy.models import ExecutionState, ExecutionStatus
 from lg_deploy.runtime import Runtime
 from lg_deploy.settings import Settings
-from lg_deploy.waiting import FinishWaiter
 
 Model = TypeVar("Model", bound=BaseModel)
 READY_CHECK_SECONDS = 2.0
 IDEMPOTENCY_HEADER = "idempotency-key"
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
-JSON_TYPES = ("application/json", "application/merge-patch+json")
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.state.runtime
-    return runtime
 
 
 def _json(model: BaseModel, status_code: int = 200, **headers: str) -> Response:
@@ -68,38 +62,13 @@ def _execution_id(request: Request) -> str:
         raise ApiError(422, f"execution id must be a UUID, not {raw[:64]!r}") from None
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    """The request body as JSON: 415 unless JSON, 413 past `max_bytes`, 400 when malformed."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type not in JSON_TYPES:
-        raise ApiError(415, "send the body as JSON with Content-Type: application/json")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise ApiError(413, f"body is larger than {max_bytes} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise ApiError(413, f"body is larger than {max_bytes} bytes")
-    try:
-        return json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ApiError(400, f"body is not valid JSON: {error}") from None
-    except RecursionError:
-        raise ApiError(400, "body is nested too deeply") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 async def submit_execution(request: Request) -> Response:
     """POST /executions: store a QUEUED execution, wake a worker, answer 202 with Location.
 
     With an idempotency key already used: 200 with the first execution when the graph and input
     are the same, 409 when they differ.
     """
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     settings: Settings = request.state.settings
     payload = SubmitExecution.model_validate(await read_json(request, settings.max_body_bytes))
     payload = _with_header_key(payload, request.headers.get(IDEMPOTENCY_HEADER))
@@ -169,7 +138,7 @@ async def get_execution(request: Request) -> Response:
     """GET /executions/{id}."""
     _query(request, NoQuery)
     execution_id = _execution_id(request)
-    state = await _runtime(request).store.get(execution_id)
+    state = await runtime_of(request).store.get(execution_id)
     if state is None:
         raise ApiError(404, f"execution {execution_id} not found")
     return _json(state)
@@ -182,7 +151,7 @@ async def list_executions(request: Request) -> Response:
         before = decode_cursor(query.cursor) if query.cursor else None
     except ValueError as error:
         raise ApiError(422, str(error)) from None
-    items = await _runtime(request).store.list_executions(
+    items = await runtime_of(request).store.list_executions(
         status=query.status, graph_id=query.graph_id, limit=query.limit + 1, before=before
     )
     more = len(items) > query.limit
@@ -207,7 +176,7 @@ async def cancel_execution(request: Request) -> Response:
     _query(request, NoQuery)
     execution_id = _execution_id(request)
     try:
-        state = await _runtime(request).cancel(execution_id)
+        state = await runtime_of(request).cancel(execution_id)
     except ExecutionNotFound:
         raise ApiError(404, f"execution {execution_id} not found") from None
     except InvalidTransition as final:
@@ -219,7 +188,7 @@ async def execution_events(request: Request) -> Response:
     """GET /executions/{id}/events: its history, oldest first."""
     _query(request, NoQuery)
     execution_id = _execution_id(request)
-    store = _runtime(request).store
+    store = runtime_of(request).store
     events = await store.events(execution_id)
     if not events and await store.get(execution_id) is None:
         raise ApiError(404, f"execution {execution_id} not found")
@@ -229,7 +198,7 @@ async def execution_events(request: Request) -> Response:
 async def list_graphs(request: Request) -> Response:
     """GET /graphs: the graphs this process serves, and the graphs no live worker serves."""
     _query(request, NoQuery)
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     items = [GraphInfo(graph_id=name) for name in runtime.graphs.names()]
     unserved = await runtime.unserved_graphs()
     return _json(GraphList(items=items, worker_id=runtime.worker.worker_id, unserved=unserved))
@@ -242,7 +211,7 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """GET /readyz: 200 when the database answers and the listener is up, else 503."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     checks = {"database": await _database_ok(runtime)}
     if runtime.listener is not None:
         checks["listener"] = runtime.listener.connected
@@ -270,7 +239,7 @@ async def _database_ok(runtime: Runtime) -> bool:
 async def metrics(request: Request) -> Response:
     """GET /metrics: Prometheus text; queue depth is read from the store at scrape time."""
     recorder = request.state.metrics
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     recorder.set_queue_depth(await runtime.store.count_active())
     recorder.set_unserved(await runtime.unserved_graphs())
     if runtime.listener is not None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lg_deploy.db import jsonb
 from lg_deploy.models import (
     ExecutionEvent,
     ExecutionState,
@@ -26,13 +27,11 @@ MAX_STRING_CHARS = 262_144
 def check_storable(value: Any) -> Any:
     """Refuse JSON nested deeper than 32, strings over 256 Ki characters, and what jsonb refuses."""
     _check_shape(value)
-    text = json.dumps(value, ensure_ascii=False)
-    if "\\u0000" in text:
+    char = jsonb.unstorable_char(value)
+    if char == jsonb.NUL:
         raise ValueError("must not contain NUL (\\u0000) characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise ValueError("must not contain unpaired surrogate characters") from error
+    if char is not None:
+        raise ValueError("must not contain unpaired surrogate characters")
     return value
 
 

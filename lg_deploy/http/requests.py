@@ -1,0 +1,44 @@
+"""Request helpers both route modules share: the runtime a request serves, its JSON body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from lg_deploy.http.errors import ApiError
+from lg_deploy.runtime import Runtime
+
+JSON_TYPES = ("application/json", "application/merge-patch+json")
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The runtime the app put on the request's state."""
+    runtime: Runtime = request.state.runtime
+    return runtime
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The request body as JSON: 415 unless JSON, 413 past `max_bytes`, 400 when malformed."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in JSON_TYPES:
+        raise ApiError(415, "send the body as JSON with Content-Type: application/json")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(413, f"body is larger than {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise ApiError(413, f"body is larger than {max_bytes} bytes")
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ApiError(400, f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ApiError(400, "body is nested too deeply") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
