@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import gc
 
-from lg_deploy.settings import DEFAULT_OBJECTS_PER_SLOT
-
+DEFAULT_OBJECTS_PER_SLOT = 1_000
 _PYTHON_YOUNG_THRESHOLD = gc.get_threshold()[0]  # the interpreter's own, read at import
 
 
