@@ -1,13 +1,14 @@
-"""Queues: the ExecutionQueue and Claimer protocols, and their in-memory and PostgreSQL kinds."""
+"""Execution queues: the protocol, a bounded asyncio queue and the PostgreSQL claim queue."""
 
-from lg_deploy.queue.memory import AsyncioExecutionQueue, MemoryClaimer
-from lg_deploy.queue.postgres import PostgresClaimer
-from lg_deploy.queue.protocol import Claimer, ExecutionQueue
+from lg_deploy.queue.listener import Listener
+from lg_deploy.queue.memory import AsyncioExecutionQueue
+from lg_deploy.queue.postgres import PostgresExecutionQueue
+from lg_deploy.queue.protocol import ClaimingQueue, ExecutionQueue
 
 __all__ = [
     "AsyncioExecutionQueue",
-    "Claimer",
+    "ClaimingQueue",
     "ExecutionQueue",
-    "MemoryClaimer",
-    "PostgresClaimer",
+    "Listener",
+    "PostgresExecutionQueue",
 ]
