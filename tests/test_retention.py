@@ -288,7 +288,7 @@ def test_retention_setting_prunes_finished_executions_in_the_background(
         " ORDER BY status",
         (later + running,),
     ).fetchall() == [("QUEUED",), ("RUNNING",)]
-    wait_until(lambda: "retention deleted" in retaining_worker.read_text(), 10.0)  # logged after the commit
+    wait_until(lambda: "retention deleted" in retaining_worker.read_text(), 10.0)
 
 
 @pytest.mark.req("OPS-RETENTION")
