@@ -7,7 +7,7 @@ import functools
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +16,26 @@ from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.checkpoints import memory_checkpointer, postgres_checkpointer
 from lg_deploy.db.embedded import start_embedded
+from lg_deploy.db.listener import CANCEL_CHANNEL, CHANNELS, FINISHED_CHANNEL, Listener
 from lg_deploy.db.migrations import migrate
 from lg_deploy.db.pool import open_pool
 from lg_deploy.fleet import Fleet
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
-from lg_deploy.leases import BlockingRenewal
 from lg_deploy.loopwatch import LoopWatch
 from lg_deploy.metrics import Metrics
 from lg_deploy.models import ExecutionState, ExecutionStatus, UnservedGraph
-from lg_deploy.queue.listener import CANCEL_CHANNEL, CHANNELS, FINISHED_CHANNEL, Listener
-from lg_deploy.queue.memory import AsyncioExecutionQueue
-from lg_deploy.queue.postgres import PostgresExecutionQueue
-from lg_deploy.queue.protocol import ClaimingQueue, ExecutionQueue
+from lg_deploy.queue.memory import MemoryClaimer
+from lg_deploy.queue.postgres import PostgresClaimer
+from lg_deploy.queue.protocol import Claimer
 from lg_deploy.retention import retention_loop
-from lg_deploy.retry import RetryPolicy
 from lg_deploy.settings import Settings
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.store.postgres import PostgresExecutionStore, renew_leases_blocking
 from lg_deploy.store.protocol import ExecutionStore
-from lg_deploy.worker import ExecutionWorker, make_worker_id
+from lg_deploy.worker import ExecutionWorker, GraphRunner, make_worker_id
+from lg_deploy.worker.intake import Intake
+from lg_deploy.worker.leases import BlockingRenewal
+from lg_deploy.worker.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -45,29 +46,18 @@ class Runtime:
 
     settings: Settings
     store: ExecutionStore
-    queue: ExecutionQueue
     graphs: GraphRegistry
     worker: ExecutionWorker
     pool: AsyncConnectionPool[Any] | None = None
     listener: Listener | None = None
-    conninfo: str | None = None
     fleet: Fleet | None = None
-    claiming: ClaimingQueue | None = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        # Asked once: isinstance against a runtime-checkable protocol costs microseconds.
-        self.claiming = self.queue if isinstance(self.queue, ClaimingQueue) else None
+    def announce(self) -> None:
+        """An execution was just stored as QUEUED: this process's claimer claims now.
 
-    async def announce(self, execution_id: str) -> None:
-        """Wake a worker for an execution just stored as QUEUED.
-
-        A claiming queue already holds the row (in PostgreSQL the insert trigger has notified
-        every process), so only this process's claimer is nudged; a memory queue gets the id.
+        Other processes learn of it by NOTIFY (the insert trigger sends it) or at their poll.
         """
-        if self.claiming is not None:
-            self.claiming.wake()
-        else:
-            await self.queue.enqueue(execution_id)
+        self.worker.wake()
 
     async def unserved_graphs(self) -> list[UnservedGraph]:
         """Graphs with QUEUED executions no live worker serves (none without a fleet)."""
@@ -120,8 +110,8 @@ async def open_runtime(
     if settings.backend == "memory":
         saver = memory_checkpointer() if settings.checkpoints else None
         registry = graphs or build_registry(settings, checkpointer=saver)
-        store, queue = InMemoryExecutionStore(), AsyncioExecutionQueue()
-        async with runtime_over(settings, store, queue, graphs=registry, metrics=metrics) as rt:
+        store = InMemoryExecutionStore()
+        async with runtime_over(settings, store, graphs=registry, metrics=metrics) as rt:
             yield rt
         return
     with contextlib.ExitStack() as stack:
@@ -143,17 +133,17 @@ async def open_runtime(
 @contextlib.asynccontextmanager
 async def runtime_over(
     settings: Settings,
-    store: ExecutionStore,
-    queue: ExecutionQueue,
+    store: InMemoryExecutionStore,
     *,
     graphs: GraphRegistry | None = None,
     metrics: Metrics | None = None,
 ) -> AsyncIterator[Runtime]:
-    """A runtime over a given store and queue (memory backend, tests' fakes), worker running."""
+    """A runtime over a given memory store (the memory backend, tests' fakes), worker running."""
     registry = graphs or build_registry(settings)
-    worker = _make_worker(settings, store, queue, registry, make_worker_id(), metrics)
+    claimer = MemoryClaimer(store, worker_id=make_worker_id(), lease_seconds=settings.lease_seconds)
+    worker = make_worker(settings, store, claimer, registry, metrics)
     async with _running(worker, settings, metrics):
-        yield Runtime(settings, store, queue, registry, worker)
+        yield Runtime(settings, store, registry, worker)
 
 
 @contextlib.asynccontextmanager
@@ -173,21 +163,18 @@ async def _postgres_runtime(
     listener = Listener(conninfo, channels) if settings.listen else None
     worker_id = make_worker_id()
     store = PostgresExecutionStore(pool)
-    queue = PostgresExecutionQueue(
+    claimer = PostgresClaimer(
         pool,
         worker_id=worker_id,
         graph_ids=registry.names(),
-        listener=listener,
         lease_seconds=settings.lease_seconds,
-        poll_interval_seconds=settings.poll_interval_seconds,
-        claim_ahead=settings.claim_ahead,
+        listener=listener,
     )
-    worker = _make_worker(
+    worker = make_worker(
         settings,
         store,
-        queue,
+        claimer,
         registry,
-        worker_id,
         metrics,
         blocking_renewal=functools.partial(renew_leases_blocking, conninfo),
     )
@@ -211,11 +198,9 @@ async def _postgres_runtime(
         try:
             await fleet.start()
             async with _running(worker, settings, metrics), retention:
-                yield Runtime(
-                    settings, store, queue, registry, worker, pool, listener, conninfo, fleet
-                )
+                yield Runtime(settings, store, registry, worker, pool, listener, fleet)
         finally:
-            await queue.close()
+            await claimer.close()
             await fleet.stop()
             if listener is not None:
                 await listener.stop()
@@ -227,22 +212,27 @@ def _without(channels: tuple[str, ...], unwanted: str) -> tuple[str, ...]:
     return tuple(channel for channel in channels if channel != unwanted)
 
 
-def _make_worker(
+def make_worker(
     settings: Settings,
     store: ExecutionStore,
-    queue: ExecutionQueue,
-    registry: GraphRegistry,
-    worker_id: str,
-    metrics: Metrics | None,
+    claimer: Claimer,
+    graphs: GraphRunner,
+    metrics: Metrics | None = None,
     *,
     blocking_renewal: BlockingRenewal | None = None,
 ) -> ExecutionWorker:
+    """A worker over `claimer` with every tunable from `settings`."""
+    intake = Intake(
+        claimer,
+        poll_interval_seconds=settings.poll_interval_seconds,
+        claim_ahead=settings.claim_ahead,
+        hold_seconds=settings.claim_hold_seconds,
+    )
     return ExecutionWorker(
         store,
-        queue,
-        registry,
+        intake,
+        graphs,
         concurrency=settings.worker_concurrency,
-        worker_id=worker_id,
         lease_seconds=settings.lease_seconds,
         recovery_interval_seconds=settings.recovery_interval_seconds,
         execution_timeout_seconds=settings.execution_timeout_seconds,

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=4, ge=1, le=10_000)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     claim_ahead: int = Field(default=32, ge=0, le=10_000)
+    claim_hold_seconds: float = Field(default=1.0, gt=0, le=3600)
     gc_objects_per_slot: int = Field(default=DEFAULT_OBJECTS_PER_SLOT, ge=0, le=1_000_000)
     lease_seconds: float = Field(default=10.0, ge=1, le=86_400)
     recovery_interval_seconds: float = Field(default=2.0, gt=0, le=3600)

@@ -11,9 +11,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.errors import InvalidTransition, LgDeployError
 from lg_deploy.models import ExecutionState, Finish
-from lg_deploy.outcomes import OutcomeWriter
 from lg_deploy.store import InMemoryExecutionStore, PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
+from lg_deploy.worker.outcomes import OutcomeWriter
 from tests.support.factories import COMPLETED, FAILED, QUEUED, RUNNING, bring_to
 
 

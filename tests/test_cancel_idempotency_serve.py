@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from lg_deploy.queue.listener import LISTENER_APPLICATION_NAME
+from lg_deploy.db.listener import LISTENER_APPLICATION_NAME
 from tests.support.processes import LG_DEPLOY_COMMAND
 from tests.support.servers import StartServer
 from tests.support.waiting import wait_until

@@ -1,4 +1,4 @@
-"""Claiming ahead: rows claimed before a slot asks are paced, renewed, cancellable, handed back."""
+"""Claiming ahead: rows claimed before a slot asks are paced, renewed, cancellable, released."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from lg_deploy.queue.pace import AHEAD_SECONDS, WINDOW_SECONDS, ClaimPace
-from lg_deploy.queue.postgres import PostgresExecutionQueue
+from lg_deploy.queue.postgres import PostgresClaimer
 from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.worker import ExecutionWorker
+from lg_deploy.worker.intake import Intake
+from lg_deploy.worker.pace import AHEAD_SECONDS, WINDOW_SECONDS, ClaimPace
+from tests.support.backends import make_intake, make_worker
 from tests.support.graphs import TEST_GRAPHS, Gate
 from tests.support.sql import count_running, insert_rows
 from tests.support.waiting import wait_until_async
@@ -91,27 +93,23 @@ def test_a_negative_most_is_refused() -> None:
 
 
 @pytest.fixture
-async def queues(pool: AsyncConnectionPool[Any]) -> AsyncIterator[list[PostgresExecutionQueue]]:
-    """Queues the test makes, closed at teardown."""
-    made: list[PostgresExecutionQueue] = []
+async def queues(pool: AsyncConnectionPool[Any]) -> AsyncIterator[list[Intake]]:
+    """Intakes the test makes, closed (with their claimers) at teardown."""
+    made: list[Intake] = []
     yield made
     for queue in made:
         await queue.close()
+        await queue.claimer.close()
 
 
 def queue_with(
-    pool: AsyncConnectionPool[Any], made: list[PostgresExecutionQueue], pace: ClaimPace, **kw: Any
-) -> PostgresExecutionQueue:
-    """A queue of worker w1 with this pace, short leases and a 0.1 s poll."""
-    options: dict[str, Any] = {
-        "worker_id": "w1",
-        "graph_ids": TEST_GRAPHS,
-        "poll_interval_seconds": 0.1,
-        "lease_seconds": LEASE_SECONDS,
-        "hold_seconds": 30.0,
-        **kw,
-    }
-    queue = PostgresExecutionQueue(pool, pace=pace, **options)
+    pool: AsyncConnectionPool[Any], made: list[Intake], pace: ClaimPace, hold_seconds: float = 30.0
+) -> Intake:
+    """An intake of worker w1 with this pace, short leases and a 0.1 s poll."""
+    claimer = PostgresClaimer(
+        pool, worker_id="w1", graph_ids=TEST_GRAPHS, lease_seconds=LEASE_SECONDS
+    )
+    queue = make_intake(claimer, poll_interval_seconds=0.1, hold_seconds=hold_seconds, pace=pace)
     made.append(queue)
     return queue
 
@@ -121,7 +119,7 @@ class Taken:
     """A queue over new rows, after its first dequeue."""
 
     ids: list[str]
-    queue: PostgresExecutionQueue
+    queue: Intake
     first: str
 
 
@@ -129,16 +127,14 @@ TakeFirst = Callable[..., Awaitable[Taken]]
 
 
 @pytest.fixture
-def take_first(
-    pool: AsyncConnectionPool[Any], sql: Sql, queues: list[PostgresExecutionQueue]
-) -> TakeFirst:
+def take_first(pool: AsyncConnectionPool[Any], sql: Sql, queues: list[Intake]) -> TakeFirst:
     """Inserts `rows`, makes a queue with this pace (and options), and dequeues once."""
 
     async def take(rows: int, pace: ClaimPace, **options: Any) -> Taken:
         ids = insert_rows(sql, rows)
         queue = queue_with(pool, queues, pace, **options)
         first = await asyncio.wait_for(queue.dequeue(), WAIT_SECONDS)
-        return Taken(ids, queue, first)
+        return Taken(ids, queue, first.execution_id)
 
     return take
 
@@ -185,7 +181,7 @@ async def test_rows_claimed_ahead_that_no_slot_takes_are_handed_back(
     await wait_until_async(lambda: count_running(sql) == 1, WAIT_SECONDS)
     assert queue.held() == {}
     back = {i: got for i, got in statuses(sql, ids).items() if i != first}
-    assert set(back.values()) == {("QUEUED", 0, "handed back unstarted by worker w1")}
+    assert set(back.values()) == {("QUEUED", 0, "released unstarted by worker w1")}
 
 
 @dataclass
@@ -194,7 +190,7 @@ class Busy:
 
     ids: list[str]
     graphs: Gate
-    queue: PostgresExecutionQueue
+    queue: Intake
     worker: ExecutionWorker
     store: PostgresExecutionStore
 
@@ -204,7 +200,7 @@ StartBusy = Callable[[int, int], Awaitable[Busy]]
 
 @pytest.fixture
 async def start_busy(
-    pool: AsyncConnectionPool[Any], sql: Sql, queues: list[PostgresExecutionQueue]
+    pool: AsyncConnectionPool[Any], sql: Sql, queues: list[Intake]
 ) -> AsyncIterator[StartBusy]:
     """Makes Busy workers over `rows` new rows with `ahead` claimed ahead; stops them after."""
     made: list[ExecutionWorker] = []
@@ -214,11 +210,10 @@ async def start_busy(
         graphs = Gate("w1")
         queue = queue_with(pool, queues, SteadyPace(ahead))
         store = PostgresExecutionStore(pool)
-        worker = ExecutionWorker(
+        worker = make_worker(
             store,
-            queue,
             graphs,
-            worker_id="w1",
+            intake=queue,
             concurrency=1,
             lease_seconds=LEASE_SECONDS,
             recovery_interval_seconds=0.3,
@@ -320,4 +315,4 @@ async def test_closing_hands_back_rows_claimed_ahead_and_fails_cancelled_ones(
     got = statuses(sql, ids)
     assert got[first] == ("RUNNING", 1, None)
     assert got[ahead[0]] == ("FAILED", 0, "cancelled")
-    assert {got[i] for i in ahead[1:]} == {("QUEUED", 0, "handed back unstarted by worker w1")}
+    assert {got[i] for i in ahead[1:]} == {("QUEUED", 0, "released unstarted by worker w1")}

@@ -15,7 +15,6 @@ from starlette.testclient import TestClient
 from lg_deploy.http import create_app
 from lg_deploy.logs import ContextFilter
 from lg_deploy.models import ExecutionStatus
-from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.settings import load_settings
 from lg_deploy.store.memory import InMemoryExecutionStore
 from tests.support.waiting import wait_until
@@ -61,11 +60,11 @@ def finished(client: TestClient, execution_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.req("LLD-7.1")
-def test_create_app_runs_over_an_injected_store_and_queue() -> None:
-    """Given a store and queue, the app uses them and opens no database (the URL is unusable)."""
-    store, queue = InMemoryExecutionStore(), AsyncioExecutionQueue()
+def test_create_app_runs_over_an_injected_store() -> None:
+    """Given a memory store, the app uses it and opens no database (the URL is unusable)."""
+    store = InMemoryExecutionStore()
     settings = load_settings({"LG_DEPLOY_DATABASE_URL": "postgresql://127.0.0.1:1/none"})
-    with TestClient(create_app(settings, store=store, queue=queue)) as client:
+    with TestClient(create_app(settings, store=store)) as client:
         execution_id = submit(client, input={"k": "v"})["execution_id"]
         assert finished(client, execution_id)["output"] == {"k": "v"}
         stored = client.portal.call(store.get, execution_id)
@@ -80,7 +79,7 @@ def test_shutdown_hands_a_running_execution_back_to_the_queue() -> None:
     settings = load_settings(
         {"LG_DEPLOY_BACKEND": "memory", "LG_DEPLOY_SHUTDOWN_GRACE_SECONDS": "0"}
     )
-    app = create_app(settings, store=store, queue=AsyncioExecutionQueue())
+    app = create_app(settings, store=store)
     started = time.monotonic()
     with TestClient(app) as client:
         execution_id = submit(client, **LONG_SLEEP)["execution_id"]

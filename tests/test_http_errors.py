@@ -15,7 +15,6 @@ from starlette.testclient import TestClient
 from lg_deploy.http import create_app
 from lg_deploy.http.schemas import ErrorBody
 from lg_deploy.models import ExecutionState
-from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.settings import load_settings
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
@@ -133,7 +132,7 @@ def error_app_client(store: str = "memory") -> TestClient:
             "LG_DEPLOY_SHUTDOWN_GRACE_SECONDS": "0",
         }
     )
-    app = create_app(settings, store=STORES[store](), queue=AsyncioExecutionQueue())
+    app = create_app(settings, store=STORES[store]())
     return TestClient(app, raise_server_exceptions=False)
 
 

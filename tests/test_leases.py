@@ -24,14 +24,13 @@ from lg_deploy.models import (
     LeaseRenewal,
     utcnow,
 )
-from lg_deploy.queue.postgres import PostgresExecutionQueue
 from lg_deploy.settings import load_settings
 from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker, GraphRunner
-from tests.support.backends import Backend
+from tests.support.backends import Backend, make_worker
 from tests.support.factories import make_state
-from tests.support.graphs import TEST_GRAPHS, Gate
+from tests.support.graphs import Gate
 from tests.support.processes import Workers
 from tests.support.waiting import wait_until, wait_until_async
 
@@ -54,28 +53,19 @@ async def pg(db_url: str) -> AsyncIterator[Backend]:
 def pg_worker(
     backend: Backend, graphs: GraphRunner, name: str, store: Any = None, **options: Any
 ) -> ExecutionWorker:
-    """A worker on the Postgres backend with short leases (queue claims with the same lease)."""
+    """A worker on the Postgres backend with short leases (its claims lease as long)."""
     assert backend.pool is not None
-    queue = PostgresExecutionQueue(
-        backend.pool,
-        worker_id=name,
-        graph_ids=TEST_GRAPHS,
-        listener=None,
-        lease_seconds=LEASE_SECONDS,
-        poll_interval_seconds=0.1,
-    )
-    worker = ExecutionWorker(
+    worker = make_worker(
         store or backend.store,
-        queue,
         graphs,
         worker_id=name,
+        pool=backend.pool,
         concurrency=options.pop("concurrency", 1),
         lease_seconds=LEASE_SECONDS,
         recovery_interval_seconds=RECOVERY_SECONDS,
         **options,
     )
     backend.workers.append(worker)
-    backend.queues.append(queue)
     return worker
 
 
@@ -242,8 +232,7 @@ async def test_worker_keeps_long_executions_alive_with_one_renewal_per_beat(
     peer = pg_worker(pg, registry, "peer")
     await holder.start()
     ids = [await new_id(pg.store, graph_id="sleep", input={"seconds": 60}) for _ in range(3)]
-    for execution_id in ids:
-        await holder.queue.enqueue(execution_id)
+    holder.wake()
     await wait_until_async(lambda: len(holder.running_ids) == 3)
     await peer.start()
     leases: list[datetime] = []
@@ -276,7 +265,7 @@ async def test_worker_that_lost_its_lease_never_overwrites_the_next_attempt(
     peer = pg_worker(pg, second, "peer")
     await stalled.start()
     execution_id = await new_id(pg.store, graph_id="anything")
-    await stalled.queue.enqueue(execution_id)
+    stalled.wake()
     await wait_until_async(lambda: first.started == 1)
     await peer.start()
     await stalled.leases.stop()  # the process freezes: no more renewals
@@ -339,7 +328,7 @@ async def test_a_renewal_racing_a_stored_outcome_stops_nothing(
     worker.graphs.gate.set()  # type: ignore[attr-defined]
     await worker.start()
     execution_id = await new_id(pg.store, graph_id="anything")
-    await worker.queue.enqueue(execution_id)
+    worker.wake()
 
     async def stored() -> bool:
         state = await pg.store.get(execution_id)
@@ -369,7 +358,7 @@ async def test_stopped_renewals_are_recovered_within_lease_plus_interval(
     peer = pg_worker(pg, registry, "peer")
     await dead.start()
     execution_id = await new_id(pg.store, graph_id="sleep", input={"seconds": 60})
-    await dead.queue.enqueue(execution_id)
+    dead.wake()
     await wait_until_async(lambda: dead.running_ids == [execution_id])
     await peer.start()
     await dead.leases.stop()

@@ -13,11 +13,10 @@ import httpx
 import psycopg
 import pytest
 
-from lg_deploy.leases import STALLED_RENEWAL_LEASES, LeaseKeeper
 from lg_deploy.loopwatch import LoopWatch
 from lg_deploy.metrics import Metrics
-from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.store.memory import InMemoryExecutionStore
+from lg_deploy.worker.leases import STALLED_RENEWAL_LEASES, LeaseKeeper
 from tests.support.processes import LG_DEPLOY_COMMAND
 from tests.support.servers import running_server
 from tests.support.waiting import wait_until
@@ -89,7 +88,7 @@ def keeper(renewals: list[dict[str, int]]) -> LeaseKeeper:
     """A lease keeper (5 s leases) holding one run, whose blocking renewals are recorded."""
     return LeaseKeeper(
         InMemoryExecutionStore(),
-        AsyncioExecutionQueue(),
+        wake=lambda: None,
         worker_id="w",
         held=lambda: {"a": 1},
         on_renewal=lambda renewal, asked: None,
@@ -112,7 +111,7 @@ def test_leases_are_renewed_for_a_stalled_loop_but_not_for_a_wedged_one(
     assert renewals == [{"a": 1}]
     wedged = keeper(renewals)
     wedged._renewed_at = time.monotonic() - 60.0
-    with caplog.at_level(logging.ERROR, logger="lg_deploy.leases"):
+    with caplog.at_level(logging.ERROR, logger="lg_deploy.worker.leases"):
         wedged.renew_stalled(STALLED_RENEWAL_LEASES * 5.0 + 1)
     assert renewals == [{"a": 1}]
     assert "no longer renewing" in caplog.text

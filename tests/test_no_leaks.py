@@ -20,7 +20,6 @@ from starlette.testclient import TestClient
 
 from lg_deploy.http import create_app
 from lg_deploy.logs import ContextFilter
-from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.settings import load_settings
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
@@ -106,7 +105,7 @@ CLIENT_ERRORS = [
 def client_over(store: str, **env: str) -> TestClient:
     """A client (not yet entered) of an app over one of STORES, memory queue."""
     settings = load_settings({"LG_DEPLOY_BACKEND": "memory", **env})
-    app = create_app(settings, store=STORES[store](), queue=AsyncioExecutionQueue())
+    app = create_app(settings, store=STORES[store]())
     return TestClient(app, raise_server_exceptions=False)
 
 

@@ -12,13 +12,12 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.models import ExecutionState, ExecutionStatus, Finish, Requeue
-from lg_deploy.queue.postgres import PostgresExecutionQueue
-from lg_deploy.retry import RetryPolicy
 from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker
+from lg_deploy.worker.retry import RetryPolicy
+from tests.support.backends import make_worker
 from tests.support.factories import RUNNING, bring_to, make_state, moved
-from tests.support.graphs import TEST_GRAPHS
 from tests.support.waiting import wait_until_async
 
 QUEUED, COMPLETED, FAILED = (
@@ -105,17 +104,17 @@ async def pg_store(pool: AsyncConnectionPool[Any]) -> PostgresExecutionStore:
 async def running_worker(
     pool: AsyncConnectionPool[Any], runner: PausedRunner, **options: Any
 ) -> AsyncIterator[ExecutionWorker]:
-    queue = PostgresExecutionQueue(
-        pool, worker_id="w", graph_ids=TEST_GRAPHS, poll_interval_seconds=0.05
+    store = PostgresExecutionStore(pool)
+    worker = make_worker(
+        store, runner, worker_id="w", pool=pool, poll_interval_seconds=0.05, **options
     )
-    worker = ExecutionWorker(PostgresExecutionStore(pool), queue, runner, worker_id="w", **options)
     await worker.start()
     try:
         yield worker
     finally:
         runner.gate.set()
         await worker.stop()
-        await queue.close()
+        await worker.intake.claimer.close()
 
 
 async def _status_is(store: ExecutionStore, execution_id: str, status: ExecutionStatus) -> bool:

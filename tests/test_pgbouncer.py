@@ -22,9 +22,9 @@ import pytest
 from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from lg_deploy.db.listener import LISTENER_APPLICATION_NAME
 from lg_deploy.db.migrations import available_migrations
 from lg_deploy.db.pool import open_pool
-from lg_deploy.queue.listener import LISTENER_APPLICATION_NAME
 from tests.support.processes import LG_DEPLOY_COMMAND, json_lines
 from tests.support.servers import StartServer, finished, free_port
 from tests.support.waiting import wait_until

@@ -1,4 +1,4 @@
-"""PostgresExecutionQueue: SKIP LOCKED claims, NOTIFY wake-up, poll fallback, LISTEN reconnect."""
+"""PostgresClaimer and its intake: SKIP LOCKED claims, NOTIFY wake-up, polls, LISTEN reconnect."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from lg_deploy.db.listener import Listener
 from lg_deploy.db.pool import open_pool
 from lg_deploy.db.queries import query
-from lg_deploy.queue import Listener, PostgresExecutionQueue
-from lg_deploy.queue.listener import QUEUED_CHANNEL
+from lg_deploy.models import ExecutionState
+from lg_deploy.queue.postgres import PostgresClaimer
+from lg_deploy.worker.intake import Intake
+from tests.support.backends import make_intake
 from tests.support.graphs import TEST_GRAPHS
 from tests.support.sql import count_running, insert_rows, scalar
 from tests.support.waiting import wait_until_async
@@ -24,22 +27,64 @@ SETTLE_SECONDS = 0.2  # long enough for a waiting claimer's first (empty) claim 
 LEASE_SECONDS = 12.5
 
 Sql = psycopg.Connection[Any]
-MakeQueue = Callable[..., PostgresExecutionQueue]
+
+
+class ClaimQueue:
+    """An intake over a PostgresClaimer, seen as ids: `dequeue` gives the id, `claimed` its row."""
+
+    def __init__(self, intake: Intake, claimer: PostgresClaimer) -> None:
+        self.intake = intake
+        self.claimer = claimer
+        self._rows: dict[str, ExecutionState] = {}
+
+    async def dequeue(self) -> str:
+        """The id of the next row claimed for this worker."""
+        state = await self.intake.dequeue()
+        self._rows[state.execution_id] = state
+        return state.execution_id
+
+    def claimed(self, execution_id: str) -> ExecutionState | None:
+        """The row as the claim stored it, for a dequeued id."""
+        return self._rows.get(execution_id)
+
+    @property
+    def claimed_total(self) -> int:
+        """Rows claimed so far."""
+        return self.claimer.claimed_total
+
+    async def close(self) -> None:
+        """Release what no caller took, stop listening."""
+        await self.intake.close()
+        await self.claimer.close()
+
+
+MakeQueue = Callable[..., ClaimQueue]
 
 
 @pytest.fixture
 async def make_queue(pool: AsyncConnectionPool[Any]) -> AsyncIterator[MakeQueue]:
-    """Builds PostgresExecutionQueues (worker w1, poll 0.2 s by default); closes them all after."""
-    made: list[PostgresExecutionQueue] = []
+    """Builds claim queues (worker w1, poll 0.2 s by default); closes them all after."""
+    made: list[ClaimQueue] = []
 
-    def make(**options: Any) -> PostgresExecutionQueue:
-        options = {
-            "worker_id": "w1",
-            "graph_ids": TEST_GRAPHS,
-            "poll_interval_seconds": 0.2,
-            **options,
-        }
-        queue = PostgresExecutionQueue(options.pop("pool", pool), **options)
+    def make(
+        *,
+        worker_id: str = "w1",
+        graph_ids: Any = TEST_GRAPHS,
+        poll_interval_seconds: float = 0.2,
+        listener: Listener | None = None,
+        pool: AsyncConnectionPool[Any] = pool,
+        lease_seconds: float = 30.0,
+    ) -> ClaimQueue:
+        claimer = PostgresClaimer(
+            pool,
+            worker_id=worker_id,
+            graph_ids=graph_ids,
+            lease_seconds=lease_seconds,
+            listener=listener,
+        )
+        queue = ClaimQueue(
+            make_intake(claimer, poll_interval_seconds=poll_interval_seconds), claimer
+        )
         made.append(queue)
         return queue
 
@@ -305,27 +350,12 @@ async def test_close_hands_back_claims_no_caller_took(
     }
     hand_backs = sql.execute(
         "SELECT execution_id::text FROM lg_deploy.execution_events WHERE from_status = 'RUNNING'"
-        " AND to_status = 'QUEUED' AND worker_id = 'w1' AND error LIKE '%handed back%'"
+        " AND to_status = 'QUEUED' AND worker_id = 'w1' AND error LIKE '%released unstarted%'"
     ).fetchall()
     assert sorted(row[0] for row in hand_backs) == sorted(unstarted)
     other = make_queue(worker_id="w2")
     again = [await asyncio.wait_for(other.dequeue(), WAIT_SECONDS) for _ in unstarted]
     assert sorted(again) == sorted(unstarted)
-
-
-@pytest.mark.req("CARD-NOTIFY", "LLD-5.1")
-async def test_enqueue_notifies_the_id(make_queue: MakeQueue, db_url: str, sql: Sql) -> None:
-    """enqueue(id) sends NOTIFY lg_deploy_queued with the id as payload to every listener."""
-    [execution_id] = insert_rows(sql)
-    queue = make_queue()
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-        await conn.execute("LISTEN lg_deploy_queued")
-        await queue.enqueue(execution_id)
-        received = [
-            (notify.channel, notify.payload)
-            async for notify in conn.notifies(timeout=2.0, stop_after=1)
-        ]
-    assert received == [(QUEUED_CHANNEL, execution_id)]
 
 
 def claim_buffers(sql: Sql, limit: int) -> tuple[int, int]:

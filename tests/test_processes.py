@@ -13,8 +13,8 @@ import pytest
 from psycopg import sql as pgsql
 from psycopg.conninfo import make_conninfo
 
+from lg_deploy.db.listener import QUEUED_CHANNEL
 from lg_deploy.db.migrations import available_migrations
-from lg_deploy.queue.listener import QUEUED_CHANNEL
 from tests.support.processes import (
     LG_DEPLOY_COMMAND,
     Worker,

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from lg_deploy import worker as worker_module
 from lg_deploy.db.pool import open_pool
 from lg_deploy.errors import GraphOutputError, UnknownGraph
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
 from lg_deploy.http import create_app
 from lg_deploy.models import ExecutionStatus, utcnow
-from lg_deploy.retry import RetryPolicy
 from lg_deploy.settings import load_settings
 from lg_deploy.store.postgres import PostgresExecutionStore
+from lg_deploy.worker import run as worker_module
+from lg_deploy.worker.retry import RetryPolicy
 from tests.support.backends import Backend
 from tests.support.factories import make_state
 from tests.support.waiting import wait_until_async
@@ -267,7 +267,7 @@ async def test_delayed_execution_is_not_claimed_before_it_is_due(
     worker = backend.worker(registry)
     await worker.start()
     stored = await backend.store.create(make_state(), delay_seconds=1)
-    await worker.queue.enqueue(stored.execution_id)
+    worker.wake()
     assert stored.run_at - stored.created_at == timedelta(seconds=1)
     await asyncio.sleep(0.6)
     waiting = await backend.store.get(stored.execution_id)

@@ -18,8 +18,8 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from lg_deploy.checkpoints import postgres_checkpointer
+from lg_deploy.db.listener import LISTENER_APPLICATION_NAME
 from lg_deploy.db.roles import apply_roles
-from lg_deploy.queue.listener import LISTENER_APPLICATION_NAME
 from tests.support.processes import LG_DEPLOY_COMMAND
 from tests.support.roles import PRODUCER, SERVICE, Logins, refused
 from tests.support.servers import free_port

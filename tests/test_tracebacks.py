@@ -12,9 +12,8 @@ from lg_deploy.errors import GraphOutputError
 from lg_deploy.failures import MAX_TRACEBACK_CHARS, format_traceback, traceback_of
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
 from lg_deploy.models import ExecutionStatus
-from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.store.protocol import ExecutionStore
-from lg_deploy.worker import ExecutionWorker
+from tests.support.backends import claim_and_run, make_worker
 from tests.support.factories import make_state
 from tests.support.servers import running_server
 from tests.support.waiting import wait_until
@@ -62,9 +61,9 @@ async def test_failed_run_stores_its_traceback_on_the_row_and_in_its_history(
 ) -> None:
     """Both stores keep the graph's traceback beside the one-line error, and on the event."""
     registry = GraphRegistry(DEFAULT_GRAPHS)
-    worker = ExecutionWorker(store, AsyncioExecutionQueue(), registry)
+    worker = make_worker(store, registry)
     created = await store.create(make_state(graph_id="fail", input={"message": "model said no"}))
-    done = await worker.process(created.execution_id)
+    done = await claim_and_run(worker, created.execution_id)
     assert done is not None
     assert (done.status, done.error) == (ExecutionStatus.FAILED, "RuntimeError: model said no")
     assert done.traceback is not None

@@ -12,11 +12,10 @@ import pytest
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
 from lg_deploy.logs import ContextFilter
 from lg_deploy.models import ExecutionStatus
-from lg_deploy.queue.memory import AsyncioExecutionQueue
-from lg_deploy.retry import RetryPolicy
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.worker import ExecutionWorker
-from tests.support.backends import WAIT_SECONDS, Backend
+from lg_deploy.worker.retry import RetryPolicy
+from tests.support.backends import WAIT_SECONDS, Backend, claim_and_run, make_worker
 from tests.support.factories import make_state
 from tests.support.graphs import GatedRunner
 
@@ -54,13 +53,13 @@ async def test_echo_execution_completes_with_its_input(
 
 @pytest.mark.req("LLD-11", "LLD-6.1")
 async def test_worker_runs_alone_with_fake_store_queue_and_graphs() -> None:
-    """With the in-memory store and queue and a fake runner the worker needs nothing else."""
+    """With the in-memory store and claimer and a fake runner the worker needs nothing else."""
     store, runner = InMemoryExecutionStore(), GatedRunner()
-    worker = ExecutionWorker(store, AsyncioExecutionQueue(), runner, concurrency=2)
+    worker = make_worker(store, runner, concurrency=2)
     ok = await store.create(make_state(graph_id="anything", input={"x": 1}))
     bad = await store.create(make_state(graph_id="boom", input={}))
-    assert (await worker.process(ok.execution_id)) is not None
-    done = await worker.process(bad.execution_id)
+    assert (await claim_and_run(worker, ok.execution_id)) is not None
+    done = await claim_and_run(worker, bad.execution_id)
     assert done is not None
     assert done.status == ExecutionStatus.FAILED
     assert done.error == "ValueError: fake failure"
@@ -117,9 +116,9 @@ async def test_id_of_an_unknown_graph_handed_to_a_worker_fails_naming_the_known_
     """
     store = InMemoryExecutionStore()
     retrying = RetryPolicy(retry_on_error=True)
-    worker = ExecutionWorker(store, AsyncioExecutionQueue(), registry, retry=retrying)
+    worker = make_worker(store, registry, retry=retrying)
     bad = await store.create(make_state(graph_id="no_such_graph", input={}))
-    done = await worker.process(bad.execution_id)
+    done = await claim_and_run(worker, bad.execution_id)
     assert done is not None
     assert (done.status, done.attempts) == (ExecutionStatus.FAILED, 1)
     assert done.error is not None
@@ -168,8 +167,7 @@ async def test_runs_in_parallel_up_to_concurrency(
     most_running = most_in_worker = 0
     started = time.monotonic()
     await worker.start()
-    for execution_id in ids:
-        await worker.queue.enqueue(execution_id)
+    worker.wake()
     while True:
         most_running = max(most_running, await backend.count_running(ids))
         states = [await backend.store.get(i) for i in ids]

@@ -12,20 +12,19 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.testclient import TestClient
 
 from lg_deploy.db import pool as pool_module
+from lg_deploy.db.listener import CANCEL_CHANNEL, FINISHED_CHANNEL, QUEUED_CHANNEL
 from lg_deploy.db.pool import open_pool
 from lg_deploy.errors import LgDeployError
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
 from lg_deploy.http import create_app
 from lg_deploy.models import ExecutionState, ExecutionStatus, Finish
-from lg_deploy.queue.listener import CANCEL_CHANNEL, FINISHED_CHANNEL, QUEUED_CHANNEL
-from lg_deploy.queue.postgres import PostgresExecutionQueue
 from lg_deploy.runtime import open_runtime
 from lg_deploy.settings import load_settings
 from lg_deploy.store import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker
+from tests.support.backends import make_worker
 from tests.support.factories import make_state
-from tests.support.graphs import TEST_GRAPHS
 from tests.support.waiting import wait_until_async
 
 COMPLETED, RUNNING = ExecutionStatus.COMPLETED, ExecutionStatus.RUNNING
@@ -63,16 +62,14 @@ async def running_worker(
     """A started worker (concurrency from the test's `concurrency` mark) over a counting store."""
     mark = request.node.get_closest_marker("concurrency")
     store = CountingStore(PostgresExecutionStore(pool))
-    queue = PostgresExecutionQueue(
-        pool, worker_id="w", graph_ids=TEST_GRAPHS, poll_interval_seconds=0.05
-    )
     registry = GraphRegistry(DEFAULT_GRAPHS)
     registry.load_all()
-    worker = ExecutionWorker(
+    worker = make_worker(
         store,  # type: ignore[arg-type]
-        queue,
         registry,
         worker_id="w",
+        pool=pool,
+        poll_interval_seconds=0.05,
         concurrency=mark.args[0] if mark else 4,
     )
     await worker.start()
@@ -81,7 +78,7 @@ async def running_worker(
     finally:
         store.gate.set()
         await worker.stop()
-        await queue.close()
+        await worker.intake.claimer.close()
 
 
 async def _status(store: ExecutionStore, execution_id: str) -> ExecutionStatus | None:

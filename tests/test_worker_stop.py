@@ -12,10 +12,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.graphs import GraphRegistry
 from lg_deploy.models import ExecutionStatus, utcnow
-from lg_deploy.queue.memory import AsyncioExecutionQueue
 from lg_deploy.store.postgres import PostgresExecutionStore
-from lg_deploy.worker import ExecutionWorker
-from tests.support.backends import WAIT_SECONDS, Backend
+from tests.support.backends import WAIT_SECONDS, Backend, claim_and_run, claim_for, make_worker
 from tests.support.factories import make_state
 from tests.support.graphs import GatedRunner, StartRecorder
 from tests.support.waiting import wait_until_async
@@ -92,28 +90,18 @@ async def test_stop_right_after_a_claim_hands_the_execution_back(
 
 
 @pytest.mark.req("LLD-6.1", "LLD-10")
-async def test_process_ignores_final_and_foreign_executions(backend: Backend) -> None:
-    """process() returns None and changes nothing for a final row or one another worker runs."""
+async def test_a_claim_ignores_final_and_foreign_executions(backend: Backend) -> None:
+    """A claimer takes neither a final row nor one another worker runs, and changes neither."""
     runner = GatedRunner()
     worker = backend.worker(runner)
     other = backend.worker(runner)
     final_id = (await backend.store.create(make_state())).execution_id
-    assert (await other.process(final_id)) is not None
+    assert (await claim_and_run(other, final_id)) is not None
     foreign = await backend.store.create(make_state())
-    claimed = await backend.store.update(
-        foreign.evolve(
-            status=ExecutionStatus.RUNNING,
-            attempts=1,
-            worker_id=other.worker_id,
-            lease_expires_at=utcnow() + timedelta(seconds=60),
-        ),
-        expected_status=ExecutionStatus.QUEUED,
-    )
+    claimed = await claim_for(other, foreign.execution_id)
     runner.calls.clear()
     snapshot = {i: await backend.store.get(i) for i in (final_id, claimed.execution_id)}
-    assert (await worker.process(final_id)) is None
-    assert (await worker.process(claimed.execution_id)) is None
-    assert (await worker.process(make_state().execution_id)) is None
+    assert (await worker.intake.claimer.claim(10)) == []
     assert runner.calls == []
     assert {i: await backend.store.get(i) for i in snapshot} == snapshot
 
@@ -125,7 +113,7 @@ async def test_outcome_refused_when_a_later_attempt_took_over(backend: Backend) 
     runner.gate.clear()
     worker_a = backend.worker(runner)
     created = await backend.store.create(make_state())
-    task = asyncio.create_task(worker_a.process(created.execution_id))
+    task = asyncio.create_task(claim_and_run(worker_a, created.execution_id))
     await asyncio.wait_for(runner.started.wait(), WAIT_SECONDS)
     running = await backend.store.get(created.execution_id)
     assert running is not None
@@ -153,9 +141,9 @@ async def test_outcome_refused_after_takeover_by_sql(pool: AsyncConnectionPool[A
     """Changing worker_id and attempts by SQL while A runs makes A's completion a no-op."""
     store, runner = PostgresExecutionStore(pool), GatedRunner()
     runner.gate.clear()
-    worker_a = ExecutionWorker(store, AsyncioExecutionQueue(), runner, worker_id="worker-a")
+    worker_a = make_worker(store, runner, worker_id="worker-a", pool=pool)
     created = await store.create(make_state())
-    task = asyncio.create_task(worker_a.process(created.execution_id))
+    task = asyncio.create_task(claim_and_run(worker_a, created.execution_id))
     await asyncio.wait_for(runner.started.wait(), WAIT_SECONDS)
     async with pool.connection() as conn:
         await conn.execute(

@@ -23,10 +23,9 @@ from lg_deploy.http.routes import routes
 from lg_deploy.http.startup import StartupErrors
 from lg_deploy.http.waiting import FinishWaiter
 from lg_deploy.metrics import Metrics
-from lg_deploy.queue.protocol import ExecutionQueue
 from lg_deploy.runtime import open_runtime, runtime_over
 from lg_deploy.settings import Settings, load_settings
-from lg_deploy.store.protocol import ExecutionStore
+from lg_deploy.store.memory import InMemoryExecutionStore
 
 MEMORY_WAIT_POLL_SECONDS = 0.05
 
@@ -34,19 +33,18 @@ MEMORY_WAIT_POLL_SECONDS = 0.05
 def create_app(
     settings: Settings | None = None,
     *,
-    store: ExecutionStore | None = None,
-    queue: ExecutionQueue | None = None,
+    store: InMemoryExecutionStore | None = None,
     graphs: GraphRegistry | None = None,
 ) -> Starlette:
-    """The API with workers in its lifespan; pass `store` and `queue` to run over your own."""
+    """The API with workers in its lifespan; pass a memory `store` to run over your own."""
     settings = settings or load_settings(os.environ)
     metrics = Metrics()
     openapi = build_openapi()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        if store is not None and queue is not None:
-            opened = runtime_over(settings, store, queue, graphs=graphs, metrics=metrics)
+        if store is not None:
+            opened = runtime_over(settings, store, graphs=graphs, metrics=metrics)
         else:
             opened = open_runtime(settings, graphs=graphs, metrics=metrics)
         warn_if_exposed(settings.host, settings.api_key)

@@ -219,7 +219,7 @@ async def _create_run(request: Request, model: type[RunBody]) -> tuple[Execution
         request_id=request_id_of(request.scope) or None,
     )
     stored = await runtime.store.create(state, delay_seconds=body.after_seconds or 0.0)
-    await runtime.announce(stored.execution_id)
+    runtime.announce()
     return stored, body
 
 

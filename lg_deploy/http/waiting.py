@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 from collections import defaultdict
 
+from lg_deploy.db.listener import FINISHED_CHANNEL, RECONNECTED, Listener
 from lg_deploy.models import ExecutionState
-from lg_deploy.queue.listener import FINISHED_CHANNEL, RECONNECTED, Listener
 from lg_deploy.store.protocol import ExecutionStore
 
 

@@ -1,14 +1,13 @@
-"""Execution queues: the protocol, a bounded asyncio queue and the PostgreSQL claim queue."""
+"""Queues: the ExecutionQueue and Claimer protocols, and their in-memory and PostgreSQL kinds."""
 
-from lg_deploy.queue.listener import Listener
-from lg_deploy.queue.memory import AsyncioExecutionQueue
-from lg_deploy.queue.postgres import PostgresExecutionQueue
-from lg_deploy.queue.protocol import ClaimingQueue, ExecutionQueue
+from lg_deploy.queue.memory import AsyncioExecutionQueue, MemoryClaimer
+from lg_deploy.queue.postgres import PostgresClaimer
+from lg_deploy.queue.protocol import Claimer, ExecutionQueue
 
 __all__ = [
     "AsyncioExecutionQueue",
-    "ClaimingQueue",
+    "Claimer",
     "ExecutionQueue",
-    "Listener",
-    "PostgresExecutionQueue",
+    "MemoryClaimer",
+    "PostgresClaimer",
 ]

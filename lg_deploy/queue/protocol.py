@@ -1,50 +1,51 @@
-"""The ExecutionQueue protocol (LLD 5.1): schedules execution ids; a claiming queue keeps states."""
+"""The queue protocols: ExecutionQueue (ids, as LLD 5.1 seeds it) and the worker's Claimer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol
 
 from lg_deploy.models import ExecutionState
 
 
 class ExecutionQueue(Protocol):
-    """Hands execution ids to workers; the state is the store's (or what a claim just stored)."""
+    """Hands execution ids to consumers; the state is the store's."""
 
     async def enqueue(self, execution_id: str) -> None:
-        """Make `execution_id` available to a worker (waits while a bounded queue is full)."""
+        """Make `execution_id` available (waits while a bounded queue is full)."""
         ...
 
     async def dequeue(self) -> str:
-        """Wait for the next execution id to run; cancelling the wait loses no id."""
+        """Wait for the next execution id; cancelling the wait loses no id."""
         ...
 
 
-@runtime_checkable
-class ClaimingQueue(ExecutionQueue, Protocol):
-    """A queue that is the store's table: dequeue claims the row, and keeps what it stored.
+class Claimer(Protocol):
+    """Claims due QUEUED rows of a store for one worker: the one path from queue to worker.
 
-    A row stored QUEUED is already in such a queue (and the store announced it), so a caller
-    that has just stored one only wakes the local claimer instead of enqueueing the id. Rows it
-    claimed that no caller has taken yet are leased to the worker too, which renews them.
+    A claim moves rows to RUNNING, leased to `worker_id`, highest priority first, then earliest
+    `run_at`, then execution id, and returns them as stored.
     """
 
-    def claimed(self, execution_id: str) -> ExecutionState | None:
-        """The state the claim of a dequeued id stored (handed over once), else None."""
+    worker_id: str
+
+    async def claim(self, limit: int) -> list[ExecutionState]:
+        """Claim up to `limit` due rows (none waits); the claimed rows, in claim order."""
+        ...
+
+    async def release(self, states: Sequence[ExecutionState]) -> None:
+        """Give back claimed rows no run started: QUEUED, the claim uncounted (FAILED "cancelled"
+        if a cancel was asked meanwhile); rows no longer held by this claim are left alone."""
         ...
 
     def wake(self) -> None:
-        """Claim again now instead of at the next poll."""
+        """Rows may be due now: end the current `wait` at once."""
         ...
 
-    def held(self) -> dict[str, int]:
-        """Rows claimed for this worker that no caller has taken yet, id -> attempt."""
+    async def wait(self, seconds: float) -> None:
+        """Until `wake`, a sign of new rows, the next row coming due, or `seconds` pass."""
         ...
 
-    def forget(self, execution_id: str, *, claimed_before: float) -> bool:
-        """Drop an untaken row claimed before `claimed_before` (monotonic) whose lease was lost."""
-        ...
-
-    async def hand_back(self, execution_ids: Iterable[str]) -> None:
-        """Hand back untaken rows: QUEUED again, or FAILED "cancelled" if a cancel was asked."""
+    async def close(self) -> None:
+        """Stop listening for new rows."""
         ...

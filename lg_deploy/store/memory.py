@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -128,6 +128,74 @@ class InMemoryExecutionStore:
         updated = stored.evolve(**_changes(stored, wanted))
         self._rows[running.execution_id] = updated
         self._record(stored.status, updated)
+        return updated
+
+    async def claim(
+        self,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        graph_ids: Collection[str] | None = None,
+    ) -> list[ExecutionState]:
+        """Claim up to `limit` due QUEUED rows as the claim statement does, in its order.
+
+        Highest priority first, then earliest run_at, then execution id; each becomes RUNNING,
+        its attempt counted, leased to `worker_id`. `graph_ids` None: rows of any graph.
+        """
+        now = utcnow()
+        lease = now + timedelta(seconds=lease_seconds)
+        async with self._lock:
+            due = [
+                row
+                for row in self._rows.values()
+                if row.status == ExecutionStatus.QUEUED
+                and row.run_at <= now
+                and (graph_ids is None or row.graph_id in graph_ids)
+            ]
+            due.sort(key=lambda row: (-row.priority, row.run_at, row.execution_id))
+            claimed = []
+            for row in due[:limit]:
+                running = row.evolve(
+                    status=ExecutionStatus.RUNNING,
+                    attempts=row.attempts + 1,
+                    worker_id=worker_id,
+                    lease_expires_at=lease,
+                )
+                claimed.append(self._store_change(row, running))
+            return claimed
+
+    async def release_unstarted(
+        self, worker_id: str, states: Sequence[ExecutionState], reason: str
+    ) -> None:
+        """Claimed rows no run started, back to QUEUED uncounted, as release_unstarted does."""
+        async with self._lock:
+            for state in states:
+                row = self._rows.get(state.execution_id)
+                if row is None or not _owned(row, worker_id, state.attempts):
+                    continue
+                back = row.evolve(
+                    status=ExecutionStatus.QUEUED, attempts=row.attempts - 1, error=reason
+                )
+                self._store_change(row, back)
+
+    def next_due(self, graph_ids: Collection[str] | None = None) -> datetime | None:
+        """When the earliest QUEUED row (of `graph_ids`, if given) is due; None if none waits."""
+        return min(
+            (
+                row.run_at
+                for row in self._rows.values()
+                if row.status == ExecutionStatus.QUEUED
+                and (graph_ids is None or row.graph_id in graph_ids)
+            ),
+            default=None,
+        )
+
+    def _store_change(self, stored: ExecutionState, wanted: ExecutionState) -> ExecutionState:
+        """Store `wanted` over `stored` with the trigger's clocks and event (lock held)."""
+        updated = stored.evolve(**_changes(stored, wanted))
+        self._rows[stored.execution_id] = updated
+        if updated.status != stored.status:
+            self._record(stored.status, updated)
         return updated
 
     async def list_executions(

@@ -69,6 +69,11 @@ class PostgresExecutionStore:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
 
+    @property
+    def pool(self) -> AsyncConnectionPool[Any]:
+        """The pool this store talks through."""
+        return self._pool
+
     async def create(self, state: ExecutionState, *, delay_seconds: float = 0.0) -> ExecutionState:
         """Persist a new QUEUED execution (clocks from the database; see ExecutionStore.create)."""
         check_new(state)

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from lg_deploy.queue.listener import LISTENER_APPLICATION_NAME
+from lg_deploy.db.listener import LISTENER_APPLICATION_NAME
 from tests.support.processes import LG_DEPLOY_COMMAND
 from tests.support.waiting import wait_until
 

@@ -1,29 +1,147 @@
-"""Store and queue backend pairs (memory, PostgreSQL) building in-process workers; fixtures."""
+"""Store and claimer backends (memory, PostgreSQL) building in-process workers; fixtures."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from lg_deploy.db.listener import Listener
 from lg_deploy.db.pool import open_pool
 from lg_deploy.graphs import GraphRegistry
-from lg_deploy.models import ExecutionState, ExecutionStatus
-from lg_deploy.queue.memory import AsyncioExecutionQueue
-from lg_deploy.queue.postgres import PostgresExecutionQueue
+from lg_deploy.models import ExecutionState, ExecutionStatus, utcnow
+from lg_deploy.queue.memory import MemoryClaimer
+from lg_deploy.queue.postgres import PostgresClaimer
+from lg_deploy.queue.protocol import Claimer
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker, GraphRunner
+from lg_deploy.worker.intake import Intake
+from lg_deploy.worker.pace import ClaimPace
+from lg_deploy.worker.retry import RetryPolicy
 from tests.support.factories import make_state
 from tests.support.graphs import TEST_GRAPHS
 from tests.support.waiting import wait_until_async
 
 WAIT_SECONDS = 10.0
 POLL_SECONDS = 0.1
+LEASE_SECONDS = 10.0
+
+
+def make_claimer(
+    store: ExecutionStore,
+    *,
+    worker_id: str,
+    pool: AsyncConnectionPool[Any] | None = None,
+    graph_ids: Any = TEST_GRAPHS,
+    listener: Listener | None = None,
+    lease_seconds: float = LEASE_SECONDS,
+) -> Claimer:
+    """The Postgres claimer over `pool` or the store's (graphs `graph_ids`), else the memory one."""
+    if pool is None and isinstance(store, PostgresExecutionStore):
+        pool = store.pool
+    if pool is not None:
+        return PostgresClaimer(
+            pool,
+            worker_id=worker_id,
+            graph_ids=graph_ids,
+            lease_seconds=lease_seconds,
+            listener=listener,
+        )
+    assert isinstance(store, InMemoryExecutionStore)
+    return MemoryClaimer(store, worker_id=worker_id, lease_seconds=lease_seconds)
+
+
+def make_intake(
+    claimer: Claimer,
+    *,
+    poll_interval_seconds: float = POLL_SECONDS,
+    claim_ahead: int = 0,
+    hold_seconds: float = 1.0,
+    pace: ClaimPace | None = None,
+) -> Intake:
+    """An intake over `claimer`; claims nothing ahead unless told."""
+    return Intake(
+        claimer,
+        poll_interval_seconds=poll_interval_seconds,
+        claim_ahead=claim_ahead,
+        hold_seconds=hold_seconds,
+        pace=pace,
+    )
+
+
+def make_worker(
+    store: ExecutionStore,
+    graphs: GraphRunner,
+    *,
+    worker_id: str = "test-worker",
+    pool: AsyncConnectionPool[Any] | None = None,
+    graph_ids: Any = TEST_GRAPHS,
+    listener: Listener | None = None,
+    intake: Intake | None = None,
+    concurrency: int = 4,
+    lease_seconds: float = LEASE_SECONDS,
+    recovery_interval_seconds: float = 2.0,
+    retry: RetryPolicy | None = None,
+    poll_interval_seconds: float = POLL_SECONDS,
+    claim_ahead: int = 0,
+    hold_seconds: float = 1.0,
+    pace: ClaimPace | None = None,
+    **options: Any,
+) -> ExecutionWorker:
+    """A worker (not started) over `store`: Postgres claims when `pool` is given, else memory."""
+    if intake is None:
+        claimer = make_claimer(
+            store,
+            worker_id=worker_id,
+            pool=pool,
+            graph_ids=graph_ids,
+            listener=listener,
+            lease_seconds=lease_seconds,
+        )
+        intake = make_intake(
+            claimer,
+            poll_interval_seconds=poll_interval_seconds,
+            claim_ahead=claim_ahead,
+            hold_seconds=hold_seconds,
+            pace=pace,
+        )
+    return ExecutionWorker(
+        store,
+        intake,
+        graphs,
+        concurrency=concurrency,
+        lease_seconds=lease_seconds,
+        recovery_interval_seconds=recovery_interval_seconds,
+        retry=retry or RetryPolicy(),
+        **options,
+    )
+
+
+async def claim_for(
+    worker: ExecutionWorker, execution_id: str, lease_seconds: float = 60.0
+) -> ExecutionState:
+    """Claim one QUEUED row for `worker` by a guarded update (its claimer claims by its order)."""
+    store = worker.store
+    state = await store.get(execution_id)
+    assert state is not None
+    claimed = state.evolve(
+        status=ExecutionStatus.RUNNING,
+        attempts=state.attempts + 1,
+        worker_id=worker.worker_id,
+        lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
+    )
+    return await store.update(claimed, expected_status=ExecutionStatus.QUEUED)
+
+
+async def claim_and_run(worker: ExecutionWorker, execution_id: str) -> ExecutionState | None:
+    """Claim one QUEUED row for `worker` and run it to its outcome outside the slots."""
+    return await worker.run_claimed(await claim_for(worker, execution_id))
 
 
 @dataclass
@@ -34,30 +152,20 @@ class Backend:
     store: ExecutionStore
     pool: AsyncConnectionPool[Any] | None
     workers: list[ExecutionWorker] = field(default_factory=list)
-    queues: list[Any] = field(default_factory=list)
 
     def worker(self, graphs: GraphRunner, **options: Any) -> ExecutionWorker:
-        """A started-later worker on this backend (its queue claims under the worker's id)."""
-        worker_id = f"test-worker-{len(self.workers)}"
-        if self.pool is None:
-            queue: Any = AsyncioExecutionQueue()
-        else:
-            queue = PostgresExecutionQueue(
-                self.pool,
-                worker_id=worker_id,
-                graph_ids=graphs.names() if isinstance(graphs, GraphRegistry) else TEST_GRAPHS,
-                listener=None,
-                poll_interval_seconds=POLL_SECONDS,
-            )
-        worker = ExecutionWorker(self.store, queue, graphs, worker_id=worker_id, **options)
+        """A started-later worker on this backend, with an id of its own."""
+        options.setdefault("worker_id", f"test-worker-{len(self.workers)}")
+        if isinstance(graphs, GraphRegistry):
+            options.setdefault("graph_ids", graphs.names())
+        worker = make_worker(self.store, graphs, pool=self.pool, **options)
         self.workers.append(worker)
-        self.queues.append(queue)
         return worker
 
     async def submit(self, worker: ExecutionWorker, **fields: Any) -> str:
-        """Create a QUEUED execution and tell the worker's queue about it."""
+        """Create a QUEUED execution and wake the worker's claimer, as the HTTP API does."""
         state = await self.store.create(make_state(**fields))
-        await worker.queue.enqueue(state.execution_id)
+        worker.wake()
         return state.execution_id
 
     async def final(self, execution_id: str, timeout: float = WAIT_SECONDS) -> ExecutionState:
@@ -112,13 +220,12 @@ class Backend:
         return errors
 
     async def close_queues(self) -> None:
-        """Close the Postgres queues (their claimers are tasks; the asyncio queue has none)."""
-        for queue in self.queues:
-            if isinstance(queue, PostgresExecutionQueue):
-                await queue.close()
+        """Close every worker's claimer."""
+        for worker in self.workers:
+            await worker.intake.claimer.close()
 
     async def close(self) -> None:
-        """Stop every worker and close every queue and the pool."""
+        """Stop every worker and close every claimer and the pool."""
         for worker in self.workers:
             await worker.stop(0)
         await self.close_queues()
@@ -134,7 +241,7 @@ def backend_url(request: pytest.FixtureRequest) -> str | None:
 
 @pytest.fixture
 async def backend(backend_url: str | None) -> AsyncIterator[Backend]:
-    """Memory store + asyncio queue, or Postgres store + Postgres claim queue (poll 0.1 s)."""
+    """Memory store and claimer, or Postgres store and claimer (poll 0.1 s)."""
     if backend_url is None:
         made = Backend("memory", InMemoryExecutionStore(), None)
     else:

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from lg_deploy.queue.listener import LISTENER_APPLICATION_NAME
+from lg_deploy.db.listener import LISTENER_APPLICATION_NAME
 from tests.support.waiting import wait_until
 
 LG_DEPLOY_COMMAND = [sys.executable, "-m", "lg_deploy"]

@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from lg_deploy.metrics import Metrics
 from lg_deploy.models import ExecutionStatus, LeaseRenewal
-from lg_deploy.queue.protocol import ExecutionQueue
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.tasks import cancel_and_wait
 
@@ -28,7 +27,9 @@ BlockingRenewal = Callable[[str, dict[str, int], float], None]
 
 
 class LeaseKeeper:
-    """Every lease/4 seconds renews held leases; every recovery interval hands back dead ones.
+    """Every lease/4 seconds renews held leases; every recovery interval recovers expired ones.
+
+    Recovered rows back in the queue `wake` the claimer.
 
     `held` is asked at each beat; `held_now`, the same without side effects, by `renew_stalled`
     from the watchdog thread, which renews through `blocking_renewal`.
@@ -37,8 +38,8 @@ class LeaseKeeper:
     def __init__(
         self,
         store: ExecutionStore,
-        queue: ExecutionQueue,
         *,
+        wake: Callable[[], None],
         worker_id: str,
         held: Callable[[], dict[str, int]],
         on_renewal: Callable[[LeaseRenewal, dict[str, int]], None],
@@ -49,7 +50,7 @@ class LeaseKeeper:
         held_now: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self._store = store
-        self._queue = queue
+        self._wake = wake
         self._worker_id = worker_id
         self._held = held
         self._on_renewal = on_renewal
@@ -65,7 +66,6 @@ class LeaseKeeper:
         self._renewed_for_stall = False
         self._now = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.recovered_total = 0
 
     def start(self) -> None:
         """Start renewing and recovering in the background."""
@@ -153,12 +153,10 @@ class LeaseKeeper:
             logger.warning("lease recovery failed (%s); will retry", error)
             return
         for execution_id, status in recovered:
-            self.recovered_total += 1
             if self._metrics is not None:
                 self._metrics.lease_recoveries.labels(status.value).inc()
             logger.warning(
                 "recovered execution %s with an expired lease: now %s", execution_id, status
             )
-            if status == ExecutionStatus.QUEUED:
-                with contextlib.suppress(Exception):
-                    await self._queue.enqueue(execution_id)
+        if any(status == ExecutionStatus.QUEUED for _, status in recovered):
+            self._wake()

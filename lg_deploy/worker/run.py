@@ -1,0 +1,240 @@
+"""ExecutionRun: one claimed execution's run, from its RUNNING row to its recorded outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from lg_deploy.errors import LgDeployError
+from lg_deploy.failures import describe_error, traceback_of
+from lg_deploy.logs import bound
+from lg_deploy.metrics import Metrics
+from lg_deploy.models import ExecutionState, ExecutionStatus, Finish, Requeue, utcnow
+from lg_deploy.store.protocol import ExecutionStore
+from lg_deploy.worker.outcomes import OutcomeWriter
+from lg_deploy.worker.retry import RetryPolicy
+
+logger = logging.getLogger(__package__)  # "lg_deploy.worker", as operators filter it
+
+STORE_RETRY_SECONDS = 1.0
+CANCELLED = "cancelled"
+LEASE_LOST = "lease lost"
+
+
+class GraphRunner(Protocol):
+    """Runs the graph an execution names (GraphRegistry is the real one)."""
+
+    async def run(
+        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
+    ) -> dict[str, Any]:
+        """The graph's output as a JSON object; raises on failure or unknown graph."""
+        ...
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every run of one worker shares."""
+
+    worker_id: str
+    store: ExecutionStore
+    graphs: GraphRunner
+    outcomes: OutcomeWriter
+    retry: RetryPolicy
+    execution_timeout_seconds: float | None
+    metrics: Metrics | None
+    wake_later: Callable[[float], None]  # claim again after this many seconds
+
+
+class ExecutionRun:
+    """One claimed execution on this worker: runs its graph, then records the outcome.
+
+    `graph_done` is set once the graph has run (only the outcome is left to write: the slot may
+    take the next row); `interrupt` stops a graph still running, as a cancel or a lost lease.
+    If the run task is cancelled without a reason (the worker stops), the run is requeued.
+    """
+
+    def __init__(self, state: ExecutionState, context: RunContext) -> None:
+        self.state = state
+        self.context = context
+        self.graph_done = asyncio.Event()
+        self.stop_reason: str | None = None
+        self.task: asyncio.Task[ExecutionState | None] | None = None
+
+    @property
+    def execution_id(self) -> str:
+        """The execution this run is of."""
+        return self.state.execution_id
+
+    @property
+    def attempt(self) -> int:
+        """The attempt this run is, as its lease names it."""
+        return self.state.attempts
+
+    def interrupt(self, reason: str) -> bool:
+        """Stop the graph if it still runs (an outcome being written keeps its fence)."""
+        if self.graph_done.is_set() or self.stop_reason is not None:
+            return False
+        if self.task is None or self.task.done():
+            return False
+        self.stop_reason = reason
+        self.task.cancel()
+        return True
+
+    async def run(self) -> ExecutionState | None:
+        """Run to an outcome; the stored state, or None if the row was not recorded here."""
+        state = self.state
+        with bound(
+            execution_id=state.execution_id,
+            graph_id=state.graph_id,
+            request_id=state.request_id,
+            attempt=state.attempts,
+        ):
+            try:
+                logger.info("execution started")
+                return await self._run_and_record(time.monotonic())
+            except asyncio.CancelledError:
+                if self.stop_reason is None:  # the worker is stopping
+                    await self.requeue_interrupted()
+                    raise
+                return await self._interrupted(self.stop_reason)
+            finally:
+                self.graph_done.set()
+
+    async def _interrupted(self, reason: str) -> ExecutionState | None:
+        """A run was stopped on purpose: record "cancelled", or give up a lost lease."""
+        _uncancel()
+        if reason == LEASE_LOST:
+            if self.context.metrics is not None:
+                self.context.metrics.leases_lost.inc()
+            logger.warning("execution abandoned: its lease passed to another attempt")
+            return None
+        return await self._record(Finish(self.state, ExecutionStatus.FAILED, error=CANCELLED))
+
+    async def _run_and_record(self, began: float) -> ExecutionState | None:
+        """Run the graph of the RUNNING state that began here at monotonic time `began`."""
+        state, context = self.state, self.context
+        if context.metrics is not None:
+            context.metrics.started.labels(state.graph_id).inc()
+            if state.started_at is not None:
+                waited = (state.started_at - state.run_at).total_seconds()
+                context.metrics.pickup_seconds.labels(state.graph_id).observe(max(0.0, waited))
+        timeout = state.timeout_seconds or context.execution_timeout_seconds
+        deadline: asyncio.Timeout | None = None
+        try:
+            running = context.graphs.run(state.graph_id, state.input, thread_id=state.execution_id)
+            if timeout is None:
+                output = await running
+            else:
+                async with asyncio.timeout(timeout) as deadline:
+                    output = await running
+        except Exception as exc:
+            self.graph_done.set()
+            if deadline is not None and deadline.expired():
+                error = f"timed out after {timeout:g} s"
+                return await self._record(Finish(state, ExecutionStatus.FAILED, error=error))
+            if context.retry.retryable(exc):
+                return await self._retry_later(exc, began)
+            error, trace = describe_error(exc), traceback_of(exc)
+            failed = Finish(state, ExecutionStatus.FAILED, error=error, traceback=trace)
+            return await self._record(failed, failure=exc)
+        self.graph_done.set()
+        return await self._record(Finish(state, ExecutionStatus.COMPLETED, output=output))
+
+    async def _retry_later(self, exc: Exception, began: float) -> ExecutionState | None:
+        """QUEUED again after a backoff, timed on the database clock (see `_database_now`).
+
+        The row decides whether attempts are left, by its own max_attempts: else FAILED.
+        """
+        state, context = self.state, self.context
+        delay = context.retry.delay_seconds(state.attempts)
+        run_at = _database_now(state, began) + timedelta(seconds=delay)
+        described = describe_error(exc)
+        requeue = Requeue(
+            state,
+            error=described,
+            final_error=described,
+            traceback=traceback_of(exc),
+            run_at=run_at,
+            numbered=True,
+        )
+        stored = await self._record(requeue, failure=exc)
+        if stored is not None and stored.status == ExecutionStatus.QUEUED:
+            context.wake_later(delay)
+            if context.metrics is not None:
+                context.metrics.retries.labels(state.graph_id).inc()
+        return stored
+
+    async def _record(
+        self, outcome: Finish | Requeue, *, failure: BaseException | None = None
+    ) -> ExecutionState | None:
+        """Store the outcome, fenced by this attempt; retried while the database is away.
+
+        `failure`, the graph's exception, is logged with its traceback.
+        """
+        while True:
+            try:
+                stored = await self.context.outcomes.write(outcome)
+            except LgDeployError as refused:
+                logger.warning("outcome not recorded: %s", refused)
+                return None
+            except Exception:
+                logger.exception("could not record the outcome; retrying")
+                await asyncio.sleep(STORE_RETRY_SECONDS)
+                continue
+            _log_outcome(stored.status, stored.error, failure)
+            self._observe(stored)
+            return stored
+
+    def _observe(self, final: ExecutionState) -> None:
+        metrics = self.context.metrics
+        if metrics is None or not final.is_final or final.started_at is None:
+            return
+        seconds = ((final.finished_at or utcnow()) - final.started_at).total_seconds()
+        metrics.finished.labels(final.graph_id, final.status.value).inc()
+        metrics.run_seconds.labels(final.graph_id, final.status.value).observe(seconds)
+
+    async def requeue_interrupted(self) -> None:
+        """Back to the queue as the worker stops, or FAILED when no attempts are left."""
+        context = self.context
+        reason = f"interrupted: worker {context.worker_id} stopped"
+        requeue = Requeue(self.state, error=reason, final_error=f"{reason}; no attempts left")
+        try:
+            (back,) = await context.store.requeue_running(context.worker_id, [requeue])
+            if isinstance(back, LgDeployError):
+                raise back
+            logger.info("execution requeued as %s", back.status)
+        except Exception as error:
+            logger.warning("could not requeue execution: %s", error)
+
+
+def _log_outcome(status: ExecutionStatus, error: str | None, failure: BaseException | None) -> None:
+    """The outcome's log line; a graph's exception at ERROR (WARNING if retried), with traceback."""
+    message = f"execution {status.lower()}" + (f": {error}" if error else "")
+    if failure is None:
+        logger.info(message)
+    else:
+        level = logging.WARNING if status == ExecutionStatus.QUEUED else logging.ERROR
+        own = isinstance(failure, LgDeployError)  # its message says it all
+        logger.log(level, message, exc_info=None if own else failure)
+
+
+def _database_now(state: ExecutionState, began: float) -> datetime:
+    """The store's clock now: its `started_at` for this run plus the time elapsed here since.
+
+    A worker whose own clock is off would otherwise shift every backoff by its error.
+    """
+    if state.started_at is None:
+        return utcnow()
+    return state.started_at + timedelta(seconds=time.monotonic() - began)
+
+
+def _uncancel() -> None:
+    """Forget a cancellation this task has handled itself (it then ends normally)."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
