@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -122,10 +123,33 @@ async def _status_is(store: ExecutionStore, execution_id: str, status: Execution
     return state is not None and state.status == status
 
 
-def _psql(db_url: str, statement: str, execution_id: str) -> None:
-    """Run `statement` for one execution on a connection of its own, as psql would."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(statement, {"id": execution_id})
+async def changed_while_running(
+    pool: AsyncConnectionPool[Any],
+    db_url: str,
+    runner: PausedRunner,
+    created: ExecutionState,
+    assignments: str,
+    until: ExecutionStatus,
+    **options: Any,
+) -> ExecutionState:
+    """Run `created` on a worker; while RUNNING, `UPDATE ... SET assignments` as psql would;
+    then let the graph end and return the row once it is `until`."""
+    store = PostgresExecutionStore(pool)
+    execution_id = created.execution_id
+    async with running_worker(pool, runner, **options):
+        await wait_until_async(lambda: _status_is(store, execution_id, RUNNING), WAIT_SECONDS)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL(
+                    "UPDATE lg_deploy.executions SET {} WHERE execution_id = %(id)s"
+                ).format(psycopg.sql.SQL(assignments)),  # a test's literal, not input
+                {"id": execution_id},
+            )
+        runner.gate.set()
+        await wait_until_async(lambda: _status_is(store, execution_id, until), WAIT_SECONDS)
+    read = await store.get(execution_id)
+    assert read is not None
+    return read
 
 
 @pytest.mark.req("OUTCOME-OWNED-COLUMNS", "LLD-6.1")
@@ -133,25 +157,11 @@ async def test_an_update_from_psql_while_running_survives_the_outcome(
     pool: AsyncConnectionPool[Any], pg_store: PostgresExecutionStore, db_url: str
 ) -> None:
     """UPDATE priority=90, max_attempts=7 while RUNNING; after COMPLETED they are still 90, 7."""
-    runner = PausedRunner()
-    async with running_worker(pool, runner):
-        created = await pg_store.create(make_state(input={"n": 1}))
-        execution_id = created.execution_id
-        await wait_until_async(
-            lambda: _status_is(pg_store, execution_id, RUNNING), timeout=WAIT_SECONDS
-        )
-        _psql(
-            db_url,
-            "UPDATE lg_deploy.executions SET priority = 90, max_attempts = 7"
-            " WHERE execution_id = %(id)s",
-            execution_id,
-        )
-        runner.gate.set()
-        await wait_until_async(
-            lambda: _status_is(pg_store, execution_id, COMPLETED), timeout=WAIT_SECONDS
-        )
-    read = await pg_store.get(execution_id)
-    assert read is not None
+    created = await pg_store.create(make_state(input={"n": 1}))
+    assignments = "priority = 90, max_attempts = 7"
+    read = await changed_while_running(
+        pool, db_url, PausedRunner(), created, assignments, COMPLETED
+    )
     assert (read.output, read.priority, read.max_attempts) == ({"n": 1}, 90, 7)
 
 
@@ -160,25 +170,11 @@ async def test_attempts_raised_from_psql_while_running_give_a_retry(
     pool: AsyncConnectionPool[Any], pg_store: PostgresExecutionStore, db_url: str
 ) -> None:
     """A run on its last attempt fails; max_attempts raised meanwhile makes it retry instead."""
-    runner = PausedRunner(fail=True)
     retrying = RetryPolicy(retry_on_error=True, backoff_seconds=60.0)
-    async with running_worker(pool, runner, retry=retrying):
-        created = await pg_store.create(make_state(max_attempts=1))
-        execution_id = created.execution_id
-        await wait_until_async(
-            lambda: _status_is(pg_store, execution_id, RUNNING), timeout=WAIT_SECONDS
-        )
-        _psql(
-            db_url,
-            "UPDATE lg_deploy.executions SET max_attempts = 2 WHERE execution_id = %(id)s",
-            execution_id,
-        )
-        runner.gate.set()
-        await wait_until_async(
-            lambda: _status_is(pg_store, execution_id, QUEUED), timeout=WAIT_SECONDS
-        )
-    read = await pg_store.get(execution_id)
-    assert read is not None
+    created = await pg_store.create(make_state(max_attempts=1))
+    read = await changed_while_running(
+        pool, db_url, PausedRunner(fail=True), created, "max_attempts = 2", QUEUED, retry=retrying
+    )
     assert (read.error, read.attempts, read.max_attempts) == (
         "RuntimeError: boom (attempt 1 of 2; retrying)",
         1,
