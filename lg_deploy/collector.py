@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import gc
 
-DEFAULT_OBJECTS_PER_SLOT = 1_000
+from lg_deploy.settings import DEFAULT_OBJECTS_PER_SLOT
+
 _PYTHON_YOUNG_THRESHOLD = gc.get_threshold()[0]  # the interpreter's own, read at import
 
 

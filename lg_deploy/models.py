@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from lg_deploy.settings import DEFAULT_MAX_ATTEMPTS
+
 
 class ExecutionStatus(StrEnum):
     """The lifecycle states of an execution (docs/schema.md, the lifecycle)."""
@@ -93,7 +95,7 @@ class ExecutionState(BaseModel):
     created_at: AwareDatetime = Field(default_factory=utcnow)
     updated_at: AwareDatetime = Field(default_factory=utcnow)
     attempts: int = Field(default=0, ge=0)
-    max_attempts: int = Field(default=3, ge=1)
+    max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1)
     priority: int = Field(default=0, ge=-100, le=100)
     run_at: AwareDatetime = Field(default_factory=utcnow)
     worker_id: str | None = None

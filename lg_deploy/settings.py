@@ -21,8 +21,14 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from lg_deploy.collector import DEFAULT_OBJECTS_PER_SLOT
 from lg_deploy.errors import ConfigError
+
+# Defaults that code outside Settings also states (the model, the retry policy, the collector):
+# they take them from here, the one place.
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_BACKOFF_SECONDS = 1.0
+DEFAULT_BACKOFF_MAX_SECONDS = 300.0
+DEFAULT_OBJECTS_PER_SLOT = 1_000
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +59,10 @@ class Settings(BaseSettings):
     gc_objects_per_slot: int = Field(default=DEFAULT_OBJECTS_PER_SLOT, ge=0, le=1_000_000)
     lease_seconds: float = Field(default=10.0, ge=1, le=86_400)
     recovery_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
-    max_attempts: int = Field(default=3, ge=1, le=1000)
+    max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=1000)
     retry_on_error: bool = False
-    retry_backoff_seconds: float = Field(default=1.0, ge=0, le=3600)
-    retry_backoff_max_seconds: float = Field(default=300.0, ge=0, le=86_400)
+    retry_backoff_seconds: float = Field(default=DEFAULT_BACKOFF_SECONDS, ge=0, le=3600)
+    retry_backoff_max_seconds: float = Field(default=DEFAULT_BACKOFF_MAX_SECONDS, ge=0, le=86_400)
     execution_timeout_seconds: float | None = Field(default=None, gt=0, le=604_800)
     unserved_graph_seconds: float = Field(default=3600.0, gt=0, le=31_536_000)
     loop_warn_seconds: float = Field(default=0.5, gt=0, le=3600)

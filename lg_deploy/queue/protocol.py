@@ -1,4 +1,4 @@
-"""The queue protocols: ExecutionQueue (ids, as LLD 5.1 seeds it) and the worker's Claimer."""
+"""The queue protocols: ExecutionQueue (a queue of ids) and the worker's Claimer."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""InMemoryExecutionStore (LLD 4.2): a dict behind a lock, with the same rules as PostgreSQL."""
+"""InMemoryExecutionStore: a dict behind a lock, with the same rules as PostgreSQL."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from lg_deploy.models import (
     StatusCount,
     utcnow,
 )
-from lg_deploy.store.protocol import check_transition, explain_refusal
+from lg_deploy.store.rules import check_new, check_transition, explain_refusal, lease_expiry_outcome
 
 
 class InMemoryExecutionStore:
@@ -253,7 +253,7 @@ class InMemoryExecutionStore:
     async def recover_expired(
         self, *, now: datetime | None = None, limit: int = 100
     ) -> list[tuple[str, ExecutionStatus]]:
-        """Hand back RUNNING executions whose lease passed (QUEUED, or FAILED when none left)."""
+        """Recover RUNNING executions whose lease passed (QUEUED, or FAILED when none left)."""
         moment = now or utcnow()
         recovered: list[tuple[str, ExecutionStatus]] = []
         async with self._lock:
@@ -316,40 +316,8 @@ def _owned(row: ExecutionState, worker_id: str, attempt: int) -> bool:
     )
 
 
-def lease_expiry_outcome(row: ExecutionState) -> tuple[ExecutionStatus, str]:
-    """What an expired lease turns a RUNNING row into, as the recover_expired query decides."""
-    if row.cancel_requested_at is not None:
-        return ExecutionStatus.FAILED, "cancelled"
-    reason = (
-        f"lease expired: worker {row.worker_id} stopped renewing "
-        f"attempt {row.attempts} of {row.max_attempts}"
-    )
-    if row.attempts < row.max_attempts:
-        return ExecutionStatus.QUEUED, reason
-    return ExecutionStatus.FAILED, f"{reason}; no attempts left"
-
-
 def _newest_first_key(state: ExecutionState) -> tuple[Any, str]:
     return (state.created_at, state.execution_id)
-
-
-def check_new(state: ExecutionState) -> None:
-    """Raise InvalidTransition unless `state` is a fresh QUEUED execution (as the SQL guard)."""
-    fresh = (
-        state.status == ExecutionStatus.QUEUED
-        and state.attempts == 0
-        and state.worker_id is None
-        and state.lease_expires_at is None
-        and state.output is None
-        and state.error is None
-        and state.traceback is None
-        and state.started_at is None
-        and state.finished_at is None
-        and state.cancel_requested_at is None
-    )
-    if not fresh:
-        message = "a new execution must be QUEUED, unclaimed and not yet run"
-        raise InvalidTransition(state.execution_id, message)
 
 
 def _guard_holds(
@@ -367,10 +335,8 @@ def _changes(stored: ExecutionState, wanted: ExecutionState) -> dict[str, Any]:
     now = utcnow()
     changes: dict[str, Any] = {name: getattr(wanted, name) for name in MUTABLE_FIELDS}
     changes["updated_at"] = now
-    handed_back = (
-        stored.status == ExecutionStatus.RUNNING and wanted.status == ExecutionStatus.QUEUED
-    )
-    if handed_back and stored.cancel_requested_at is not None:
+    requeued = stored.status == ExecutionStatus.RUNNING and wanted.status == ExecutionStatus.QUEUED
+    if requeued and stored.cancel_requested_at is not None:
         wanted = wanted.evolve(status=ExecutionStatus.FAILED, error="cancelled")
         changes.update(status=wanted.status, error=wanted.error)
     if wanted.status != stored.status:

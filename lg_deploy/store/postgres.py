@@ -1,4 +1,4 @@
-"""PostgresExecutionStore (LLD 4.3): durable state in lg_deploy.executions through a pool."""
+"""PostgresExecutionStore: durable state in lg_deploy.executions through a pool."""
 
 from __future__ import annotations
 
@@ -31,8 +31,7 @@ from lg_deploy.models import (
     Requeue,
     StatusCount,
 )
-from lg_deploy.store.memory import check_new
-from lg_deploy.store.protocol import check_transition, explain_refusal
+from lg_deploy.store.rules import check_new, check_transition, explain_refusal
 
 # The columns finish_running and requeue_running return, as the database decided them; the
 # rest are as the worker holds them, but for the lease, which an outcome ends.
@@ -268,7 +267,7 @@ class PostgresExecutionStore:
     async def recover_expired(
         self, *, now: datetime | None = None, limit: int = 100
     ) -> list[tuple[str, ExecutionStatus]]:
-        """Hand back RUNNING executions whose lease passed (database clock unless `now` given)."""
+        """Recover RUNNING executions whose lease passed (database clock unless `now` given)."""
         rows = await self._fetch_all(query("recover_expired"), {"now": now, "limit": limit})
         return [(str(row["execution_id"]), ExecutionStatus(row["status"])) for row in rows]
 

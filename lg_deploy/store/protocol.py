@@ -1,4 +1,4 @@
-"""The ExecutionStore protocol (LLD 4.1): persistence of execution state, nothing else."""
+"""The ExecutionStore protocol: persistence of execution state, nothing else."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from lg_deploy.errors import ExecutionNotFound, InvalidTransition, LgDeployError
+from lg_deploy.errors import LgDeployError
 from lg_deploy.models import (
     ExecutionEvent,
     ExecutionState,
@@ -16,7 +16,6 @@ from lg_deploy.models import (
     PageCursor,
     Requeue,
     StatusCount,
-    can_transition,
 )
 
 
@@ -92,7 +91,7 @@ class ExecutionStore(Protocol):
     async def recover_expired(
         self, *, now: datetime | None = None, limit: int = 100
     ) -> list[tuple[str, ExecutionStatus]]:
-        """Hand back RUNNING executions whose lease passed (QUEUED, or FAILED when none left)."""
+        """Recover RUNNING executions whose lease passed (QUEUED, or FAILED when none left)."""
         ...
 
     async def request_cancel(self, execution_id: str) -> ExecutionState:
@@ -101,32 +100,3 @@ class ExecutionStore(Protocol):
         Raises ExecutionNotFound, or InvalidTransition when it is already final.
         """
         ...
-
-
-def check_transition(state: ExecutionState, expected_status: ExecutionStatus) -> None:
-    """Raise InvalidTransition unless the lifecycle allows expected_status -> state.status."""
-    if not can_transition(expected_status, state.status):
-        raise InvalidTransition(
-            state.execution_id,
-            f"cannot go from {expected_status} to {state.status}",
-        )
-
-
-def explain_refusal(
-    execution_id: str,
-    stored: ExecutionState | None,
-    wanted: ExecutionState,
-    expected_status: ExecutionStatus,
-) -> LgDeployError:
-    """The domain error for an update the store refused, from what is stored now."""
-    if stored is None:
-        return ExecutionNotFound(execution_id)
-    if stored.status != expected_status:
-        return InvalidTransition(
-            execution_id, f"expected {expected_status} but it is {stored.status}"
-        )
-    return InvalidTransition(
-        execution_id,
-        f"attempt {wanted.attempts} by {wanted.worker_id} no longer owns it "
-        f"(attempt {stored.attempts} by {stored.worker_id} does)",
-    )

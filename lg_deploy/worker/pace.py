@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 
 # Claim ahead what the slots will start in this long at their recent pace: enough that slots
-# finishing together find rows waiting instead of a claim on its way (a claim under load takes
-# 2-7 ms), while no row waits claimed for much longer than this.
+# finishing together find rows waiting instead of a claim on its way (docs/benchmarks.md times
+# a claim under load), while no row waits claimed for much longer than this.
 AHEAD_SECONDS = 0.02
 # Starts are counted over this window (two buckets; the older one fades out linearly).
 WINDOW_SECONDS = 1.0

@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 
 from lg_deploy.errors import GraphOutputError, UnknownGraph
+from lg_deploy.settings import DEFAULT_BACKOFF_MAX_SECONDS, DEFAULT_BACKOFF_SECONDS
 
 _RANDOM = random.Random()  # noqa: S311  # jitter, not cryptography  # nosec B311
 
@@ -18,8 +19,8 @@ class RetryPolicy:
     """Graph exceptions are retried only when `retry_on_error`; lease loss always is."""
 
     retry_on_error: bool = False
-    backoff_seconds: float = 1.0
-    backoff_max_seconds: float = 300.0
+    backoff_seconds: float = DEFAULT_BACKOFF_SECONDS
+    backoff_max_seconds: float = DEFAULT_BACKOFF_MAX_SECONDS
 
     def retryable(self, error: BaseException) -> bool:
         """True when a run that raised `error` should run again, if its row has attempts left."""

@@ -95,7 +95,7 @@ WHERE e.execution_id = picked.execution_id
 RETURNING e.*;
 
 -- name: release_unstarted
--- Hand back claimed executions this worker never started, fenced by attempt: QUEUED again with
+-- Release claimed executions this worker never started, fenced by attempt: QUEUED again with
 -- the claim not counted, or FAILED "cancelled" if someone asked them to stop meanwhile.
 UPDATE lg_deploy.executions e
 SET status = CASE WHEN e.cancel_requested_at IS NULL THEN 'QUEUED' ELSE 'FAILED' END,
