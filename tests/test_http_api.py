@@ -321,3 +321,12 @@ def test_metrics_expose_queue_depth_outcomes_durations_and_requests() -> None:
     assert 'lg_deploy_execution_run_seconds_bucket{graph_id="echo",le="+Inf"' in text
     route = 'route="/executions/{execution_id}/wait",status="200"'
     assert f'lg_deploy_http_requests_total{{method="GET",{route}}} 1.0' in text
+
+
+@pytest.mark.req("LLD-7.1")
+def test_the_six_characters_backslash_u0000_are_stored_as_text(client: TestClient) -> None:
+    """A string holding a backslash then "u0000" is not a NUL: it is accepted and comes back."""
+    text = "\\u0000"  # six characters: PostgreSQL stores them
+    assert len(text) == 6
+    execution_id = submit(client, input={"t": text})["execution_id"]
+    assert finished(client, execution_id)["output"] == {"t": text}
