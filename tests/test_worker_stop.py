@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -11,9 +12,18 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.graphs import GraphRegistry
-from lg_deploy.models import ExecutionStatus, utcnow
+from lg_deploy.models import ExecutionState, ExecutionStatus, utcnow
+from lg_deploy.queue.protocol import Claimer
 from lg_deploy.store.postgres import PostgresExecutionStore
-from tests.support.backends import WAIT_SECONDS, Backend, claim_and_run, claim_for, make_worker
+from tests.support.backends import (
+    WAIT_SECONDS,
+    Backend,
+    claim_and_run,
+    claim_for,
+    make_claimer,
+    make_intake,
+    make_worker,
+)
 from tests.support.factories import make_state
 from tests.support.graphs import GatedRunner, StartRecorder
 from tests.support.waiting import wait_until_async
@@ -159,3 +169,49 @@ async def test_outcome_refused_after_takeover_by_sql(pool: AsyncConnectionPool[A
     assert after is not None
     assert after.status == ExecutionStatus.RUNNING
     assert (after.worker_id, after.attempts, after.output) == ("worker-b", 2, None)
+
+
+class WaitSpy:
+    """A claimer whose `wait` says when it is entered; all else is the wrapped claimer's."""
+
+    def __init__(self, claimer: Claimer) -> None:
+        self.claimer = claimer
+        self.worker_id = claimer.worker_id
+        self.waiting = asyncio.Event()
+
+    async def claim(self, limit: int) -> list[ExecutionState]:
+        """Claim through the wrapped claimer."""
+        return await self.claimer.claim(limit)
+
+    async def release(self, states: Sequence[ExecutionState]) -> None:
+        """Release through the wrapped claimer."""
+        await self.claimer.release(states)
+
+    def wake(self) -> None:
+        """Wake the wrapped claimer."""
+        self.claimer.wake()
+
+    async def wait(self, seconds: float) -> None:
+        """Note the wait began, then wait on the wrapped claimer."""
+        self.waiting.set()
+        await self.claimer.wait(seconds)
+
+    async def close(self) -> None:
+        """Close the wrapped claimer."""
+        await self.claimer.close()
+
+
+@pytest.mark.req("LLD-6.1")
+async def test_an_intake_woken_in_the_step_it_closes_still_closes(backend: Backend) -> None:
+    """New rows announced (a NOTIFY of the requeue a stopping run just wrote) as the intake
+    closes: close returns and its claim loop ends, instead of the wake swallowing the cancel."""
+    claimer = WaitSpy(make_claimer(backend.store, worker_id="test-worker", pool=backend.pool))
+    intake = make_intake(claimer, poll_interval_seconds=60)
+    asking = asyncio.create_task(intake.dequeue())
+    await wait_until_async(claimer.waiting.is_set)
+    asking.cancel()
+    intake.wake()
+    async with asyncio.timeout(5):
+        await intake.close()
+    assert asking.cancelled()
+    await claimer.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -11,7 +10,7 @@ from collections.abc import Callable, Iterable
 import psycopg
 from psycopg import sql
 
-from lg_deploy.tasks import cancel_and_wait
+from lg_deploy.tasks import cancel_and_wait, wait_for_event
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +67,7 @@ class Listener:
         """Start listening; waits up to `wait_seconds` for the first connection, then goes on."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="lg-deploy-listener")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), wait_seconds)
+        await wait_for_event(self._connected, wait_seconds)
         if not self.connected:
             logger.warning("LISTEN connection not up yet; workers poll meanwhile")
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 
 from lg_deploy.db.listener import FINISHED_CHANNEL, RECONNECTED, Listener
 from lg_deploy.models import ExecutionState
 from lg_deploy.store.protocol import ExecutionStore
+from lg_deploy.tasks import wait_for_event
 
 
 class FinishWaiter:
@@ -43,8 +43,7 @@ class FinishWaiter:
                 remaining = deadline - loop.time()
                 if state is None or state.is_final or remaining <= 0:
                     return state
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(remaining, self._poll_seconds))
+                await wait_for_event(woken, min(remaining, self._poll_seconds))
         finally:
             self._waiting[execution_id].discard(woken)
             if not self._waiting[execution_id]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Collection, Sequence
 
 from lg_deploy.models import ExecutionState, utcnow
 from lg_deploy.store.memory import InMemoryExecutionStore
+from lg_deploy.tasks import wait_for_event
 
 DEFAULT_MAXSIZE = 10_000
 
@@ -80,8 +80,7 @@ class MemoryClaimer:
         due = self._store.next_due(self._graph_ids)
         if due is not None:
             seconds = min(seconds, max(0.0, (due - utcnow()).total_seconds()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._woken.wait(), seconds)
+        await wait_for_event(self._woken, seconds)
         self._woken.clear()
 
     async def close(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -16,6 +15,7 @@ from lg_deploy.db.listener import QUEUED_CHANNEL, Listener
 from lg_deploy.db.queries import query
 from lg_deploy.models import ExecutionState
 from lg_deploy.store.postgres import row_to_state
+from lg_deploy.tasks import wait_for_event
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +86,7 @@ class PostgresClaimer:
 
     async def wait(self, seconds: float) -> None:
         """Until woken, a NOTIFY of new rows, or `seconds` pass."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._hint.wait(), seconds)
+        await wait_for_event(self._hint, seconds)
         self._hint.clear()
 
     async def close(self) -> None:

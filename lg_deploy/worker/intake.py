@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from lg_deploy.models import ExecutionState
 from lg_deploy.queue.protocol import Claimer
-from lg_deploy.tasks import cancel_and_wait
+from lg_deploy.tasks import cancel_and_wait, wait_for_event
 from lg_deploy.worker.pace import ClaimPace
 
 logger = logging.getLogger(__name__)
@@ -163,8 +163,7 @@ class Intake:
             await self._demand.wait()
             return
         due = self._claimed_at[self._ready[0]] + self._hold_seconds - time.monotonic()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._demand.wait(), max(0.0, due))
+        await wait_for_event(self._demand, max(0.0, due))
 
     async def _release_stale(self) -> None:
         """Release rows claimed ahead that no slot took within the hold time."""

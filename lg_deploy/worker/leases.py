@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -12,7 +11,7 @@ from collections.abc import Callable
 from lg_deploy.metrics import Metrics
 from lg_deploy.models import ExecutionStatus, LeaseRenewal
 from lg_deploy.store.protocol import ExecutionStore
-from lg_deploy.tasks import cancel_and_wait
+from lg_deploy.tasks import cancel_and_wait, wait_for_event
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +90,7 @@ class LeaseKeeper:
                 await self._recover()
                 next_recovery = loop.time() + self._recovery_interval_seconds
             wait = min(self._beat_seconds, max(0.0, next_recovery - loop.time()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._now.wait(), wait)
+            await wait_for_event(self._now, wait)
 
     def renew_stalled(self, stalled_seconds: float) -> None:
         """From another thread, while the event loop has been stuck `stalled_seconds`: renew.
