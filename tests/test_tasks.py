@@ -9,6 +9,7 @@ import pytest
 from lg_deploy.tasks import cancel_and_wait, wait_for_event
 
 
+@pytest.mark.req("DUR-SHUTDOWN")
 async def test_wait_for_event_says_whether_the_event_was_set() -> None:
     """True once the event is set; False after the timeout while it stays clear."""
     event = asyncio.Event()
@@ -17,6 +18,7 @@ async def test_wait_for_event_says_whether_the_event_was_set() -> None:
     assert await wait_for_event(event, 60) is True
 
 
+@pytest.mark.req("DUR-SHUTDOWN")
 async def test_a_cancel_in_the_step_the_event_is_set_still_cancels() -> None:
     """Set and cancel in one step: the wait raises CancelledError (3.11's wait_for returns)."""
     event = asyncio.Event()
@@ -28,6 +30,7 @@ async def test_a_cancel_in_the_step_the_event_is_set_still_cancels() -> None:
         await waiting
 
 
+@pytest.mark.req("DUR-SHUTDOWN")
 async def test_a_loop_woken_as_it_is_stopped_stops() -> None:
     """A loop waiting on a wake-up event, woken in the step it is stopped, ends (no hang)."""
     woken = asyncio.Event()
@@ -49,6 +52,7 @@ async def test_a_loop_woken_as_it_is_stopped_stops() -> None:
     assert passes == 1
 
 
+@pytest.mark.req("DUR-SHUTDOWN")
 async def test_cancel_and_wait_lets_its_own_caller_be_cancelled() -> None:
     """Cancelled while the task is still stopping, the caller is cancelled (not swallowed)."""
     release = asyncio.Event()
@@ -72,6 +76,7 @@ async def test_cancel_and_wait_lets_its_own_caller_be_cancelled() -> None:
     assert slow.cancelled()
 
 
+@pytest.mark.req("DUR-SHUTDOWN")
 async def test_cancel_and_wait_raises_what_the_task_raised_instead_of_stopping() -> None:
     """A task that fails as it is cancelled: its error reaches the caller."""
 

@@ -201,7 +201,7 @@ class WaitSpy:
         await self.claimer.close()
 
 
-@pytest.mark.req("LLD-6.1")
+@pytest.mark.req("DUR-SHUTDOWN")
 async def test_an_intake_woken_in_the_step_it_closes_still_closes(backend: Backend) -> None:
     """New rows announced (a NOTIFY of the requeue a stopping run just wrote) as the intake
     closes: close returns and its claim loop ends, instead of the wake swallowing the cancel."""
