@@ -6,14 +6,13 @@ import asyncio
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
-from lg_deploy.db.pool import open_pool
 from lg_deploy.errors import LgDeployError
 from lg_deploy.graphs import GraphRegistry
 from lg_deploy.models import (
@@ -25,7 +24,6 @@ from lg_deploy.models import (
     utcnow,
 )
 from lg_deploy.settings import load_settings
-from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
 from lg_deploy.worker import ExecutionWorker, GraphRunner
 from tests.support.backends import Backend, make_worker
@@ -37,17 +35,6 @@ from tests.support.waiting import wait_until, wait_until_async
 Q, R, C, F = (ExecutionStatus(s) for s in ("QUEUED", "RUNNING", "COMPLETED", "FAILED"))
 LEASE_SECONDS = 1.2
 RECOVERY_SECONDS = 0.3
-
-
-@pytest.fixture
-async def pg(db_url: str) -> AsyncIterator[Backend]:
-    """The Postgres store and pool, closing every worker and queue made on it at teardown."""
-    pool = await open_pool(db_url, max_size=10)
-    made = Backend("postgres", PostgresExecutionStore(pool), pool)
-    try:
-        yield made
-    finally:
-        await made.close()
 
 
 def pg_worker(
@@ -181,10 +168,10 @@ async def test_recovery_requeues_or_fails_expired_leases_at_the_given_time(
 
 @pytest.mark.req("DUR-LEASE")
 async def test_recovery_and_renewal_use_the_database_clock(
-    pg: Backend, sql: psycopg.Connection[Any]
+    pg_backend: Backend, sql: psycopg.Connection[Any]
 ) -> None:
     """With now=None a lease set 1 s in the past by SQL is recovered; renewal sets now() + lease."""
-    store = pg.store
+    store = pg_backend.store
     past, future = await new_id(store), await new_id(store)
     await run_as(store, past, "w1")
     await run_as(store, future, "w1")
@@ -224,24 +211,26 @@ class RenewCounter:
 
 @pytest.mark.req("DUR-LEASE")
 async def test_worker_keeps_long_executions_alive_with_one_renewal_per_beat(
-    pg: Backend, registry: GraphRegistry
+    pg_backend: Backend, registry: GraphRegistry
 ) -> None:
     """Three 60 s runs stay RUNNING past 3 lease lengths, renewed together; a peer recovers none."""
-    counter = RenewCounter(pg.store)
-    holder = pg_worker(pg, registry, "holder", store=counter, concurrency=3)
-    peer = pg_worker(pg, registry, "peer")
+    counter = RenewCounter(pg_backend.store)
+    holder = pg_worker(pg_backend, registry, "holder", store=counter, concurrency=3)
+    peer = pg_worker(pg_backend, registry, "peer")
     await holder.start()
-    ids = [await new_id(pg.store, graph_id="sleep", input={"seconds": 60}) for _ in range(3)]
+    ids = [
+        await new_id(pg_backend.store, graph_id="sleep", input={"seconds": 60}) for _ in range(3)
+    ]
     holder.wake()
     await wait_until_async(lambda: len(holder.running_ids) == 3)
     await peer.start()
     leases: list[datetime] = []
     started = time.monotonic()
     while time.monotonic() - started < 3 * LEASE_SECONDS:
-        states = [await pg.store.get(i) for i in ids]
+        states = [await pg_backend.store.get(i) for i in ids]
         held = [(s.status, s.worker_id, s.attempts) for s in states if s is not None]
         assert held == [(R, "holder", 1)] * 3
-        lease = await lease_of(pg.store, ids[0])
+        lease = await lease_of(pg_backend.store, ids[0])
         assert lease is not None
         leases.append(lease)
         await asyncio.sleep(RECOVERY_SECONDS)
@@ -251,27 +240,27 @@ async def test_worker_keeps_long_executions_alive_with_one_renewal_per_beat(
     assert len(full) >= 6
     assert len(counter.calls) <= len(full) + 3, "leases renewed one execution at a time"
     for execution_id in ids:
-        assert [e.to_status for e in await pg.store.events(execution_id)] == [Q, R]
+        assert [e.to_status for e in await pg_backend.store.events(execution_id)] == [Q, R]
 
 
 @pytest.mark.req("DUR-FENCE", "DUR-LEASE")
 @pytest.mark.parametrize("zombie", ["renewal-notices", "late-outcome-refused"])
 async def test_worker_that_lost_its_lease_never_overwrites_the_next_attempt(
-    pg: Backend, zombie: str
+    pg_backend: Backend, zombie: str
 ) -> None:
     """A stalled worker's execution goes to a peer; the stalled one stops or is refused."""
     first, second = Gate("first"), Gate("second")
-    stalled = pg_worker(pg, first, "stalled")
-    peer = pg_worker(pg, second, "peer")
+    stalled = pg_worker(pg_backend, first, "stalled")
+    peer = pg_worker(pg_backend, second, "peer")
     await stalled.start()
-    execution_id = await new_id(pg.store, graph_id="anything")
+    execution_id = await new_id(pg_backend.store, graph_id="anything")
     stalled.wake()
     await wait_until_async(lambda: first.started == 1)
     await peer.start()
     await stalled.leases.stop()  # the process freezes: no more renewals
 
     async def taken_over() -> bool:
-        state = await pg.store.get(execution_id)
+        state = await pg_backend.store.get(execution_id)
         return state is not None and (state.status, state.worker_id) == (R, "peer")
 
     await wait_until_async(taken_over, timeout=10)
@@ -282,18 +271,18 @@ async def test_worker_that_lost_its_lease_never_overwrites_the_next_attempt(
         first.gate.set()  # its graph returns; the fenced update refuses the outcome
     await wait_until_async(lambda: stalled.running_ids == [], timeout=5)
     assert first.returned == (0 if zombie == "renewal-notices" else 1)
-    state = await pg.store.get(execution_id)
+    state = await pg_backend.store.get(execution_id)
     assert state is not None
     assert (state.status, state.worker_id, state.attempts) == (R, "peer", 2)
     second.gate.set()
-    final = await pg.final(execution_id)
+    final = await pg_backend.final(execution_id)
     assert (final.status, final.output, final.worker_id, final.attempts) == (
         C,
         {"by": "second"},
         "peer",
         2,
     )
-    assert path(await pg.store.events(execution_id)) == [
+    assert path(await pg_backend.store.events(execution_id)) == [
         (None, Q, None, 0),
         (Q, R, "stalled", 1),
         (R, Q, "stalled", 1),
@@ -320,18 +309,18 @@ class SlowOutcomes(RenewCounter):
 
 @pytest.mark.req("DUR-LEASE", "WORKER-RENEWAL-RACE")
 async def test_a_renewal_racing_a_stored_outcome_stops_nothing(
-    pg: Backend, caplog: pytest.LogCaptureFixture
+    pg_backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A renewal that finds the row already COMPLETED is no lease loss: the run's outcome stands."""
-    store = SlowOutcomes(pg.store)
-    worker = pg_worker(pg, Gate("worker"), "worker", store=store)
+    store = SlowOutcomes(pg_backend.store)
+    worker = pg_worker(pg_backend, Gate("worker"), "worker", store=store)
     worker.graphs.gate.set()  # type: ignore[attr-defined]
     await worker.start()
-    execution_id = await new_id(pg.store, graph_id="anything")
+    execution_id = await new_id(pg_backend.store, graph_id="anything")
     worker.wake()
 
     async def stored() -> bool:
-        state = await pg.store.get(execution_id)
+        state = await pg_backend.store.get(execution_id)
         return state is not None and state.status == C
 
     await wait_until_async(stored)
@@ -342,7 +331,7 @@ async def test_a_renewal_racing_a_stored_outcome_stops_nothing(
     store.gate.set()
     await wait_until_async(lambda: worker.running_ids == [])
     assert not [r.message for r in caplog.records if "lost" in r.message or "abandon" in r.message]
-    assert path(await pg.store.events(execution_id)) == [
+    assert path(await pg_backend.store.events(execution_id)) == [
         (None, Q, None, 0),
         (Q, R, "worker", 1),
         (R, C, "worker", 1),
@@ -351,13 +340,13 @@ async def test_a_renewal_racing_a_stored_outcome_stops_nothing(
 
 @pytest.mark.req("DUR-LEASE")
 async def test_stopped_renewals_are_recovered_within_lease_plus_interval(
-    pg: Backend, registry: GraphRegistry
+    pg_backend: Backend, registry: GraphRegistry
 ) -> None:
     """A worker that stops renewing loses its execution to a peer after lease, within + interval."""
-    dead = pg_worker(pg, registry, "dead")
-    peer = pg_worker(pg, registry, "peer")
+    dead = pg_worker(pg_backend, registry, "dead")
+    peer = pg_worker(pg_backend, registry, "peer")
     await dead.start()
-    execution_id = await new_id(pg.store, graph_id="sleep", input={"seconds": 60})
+    execution_id = await new_id(pg_backend.store, graph_id="sleep", input={"seconds": 60})
     dead.wake()
     await wait_until_async(lambda: dead.running_ids == [execution_id])
     await peer.start()
@@ -365,14 +354,14 @@ async def test_stopped_renewals_are_recovered_within_lease_plus_interval(
     stopped = time.monotonic()
 
     async def with_peer() -> bool:
-        state = await pg.store.get(execution_id)
+        state = await pg_backend.store.get(execution_id)
         return state is not None and state.worker_id == "peer"
 
     await wait_until_async(with_peer, timeout=10, interval=0.01)
     elapsed = time.monotonic() - stopped
     beat = LEASE_SECONDS / 4
     assert LEASE_SECONDS - beat - 0.1 <= elapsed <= LEASE_SECONDS + RECOVERY_SECONDS + 1.0
-    errors = [e.error for e in await pg.store.events(execution_id) if e.to_status == Q]
+    errors = [e.error for e in await pg_backend.store.events(execution_id) if e.to_status == Q]
     assert errors[-1] == "lease expired: worker dead stopped renewing attempt 1 of 3"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from lg_deploy.db.pool import open_pool
 from lg_deploy.errors import GraphOutputError, UnknownGraph
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
 from lg_deploy.http import create_app
 from lg_deploy.models import ExecutionStatus, utcnow
 from lg_deploy.settings import load_settings
-from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.worker import run as worker_module
 from lg_deploy.worker.retry import RetryPolicy
 from tests.support.backends import Backend
@@ -53,17 +50,6 @@ def registry(tmp_path: Path) -> GraphRegistry:
     """The shipped examples plus `flaky`, which fails until its marker file exists."""
     (tmp_path / "flaky.py").write_text(FLAKY_SOURCE, encoding="utf-8")
     return GraphRegistry({**DEFAULT_GRAPHS, "flaky": "./flaky.py:graph"}, base_dir=tmp_path)
-
-
-@pytest.fixture
-async def pg(db_url: str) -> AsyncIterator[Backend]:
-    """The Postgres backend alone (for behaviour only the SQL claim has)."""
-    pool = await open_pool(db_url, max_size=10)
-    made = Backend("postgres", PostgresExecutionStore(pool), pool)
-    try:
-        yield made
-    finally:
-        await made.close()
 
 
 def memory_client(**env: str) -> TestClient:
@@ -293,16 +279,16 @@ def test_run_at_and_delay_seconds_together_are_refused() -> None:
 
 @pytest.mark.req("DUR-SCHEDULE")
 async def test_higher_priority_runs_first_when_a_slot_frees(
-    pg: Backend, registry: GraphRegistry
+    pg_backend: Backend, registry: GraphRegistry
 ) -> None:
     """With the one slot busy, a later priority-10 submission runs before an earlier priority-0."""
-    worker = pg.worker(registry, concurrency=1)
+    worker = pg_backend.worker(registry, concurrency=1)
     await worker.start()
-    blocker = await pg.submit(worker, graph_id="sleep", input={"seconds": 0.5})
-    await pg.reach(blocker, lambda s: s.status == R)
-    low = await pg.submit(worker, input={"which": "low"}, priority=0)
-    high = await pg.submit(worker, input={"which": "high"}, priority=10)
-    low_state, high_state = await pg.final(low), await pg.final(high)
+    blocker = await pg_backend.submit(worker, graph_id="sleep", input={"seconds": 0.5})
+    await pg_backend.reach(blocker, lambda s: s.status == R)
+    low = await pg_backend.submit(worker, input={"which": "low"}, priority=0)
+    high = await pg_backend.submit(worker, input={"which": "high"}, priority=10)
+    low_state, high_state = await pg_backend.final(low), await pg_backend.final(high)
     assert low_state.started_at is not None
     assert high_state.started_at is not None
     assert high_state.started_at < low_state.started_at

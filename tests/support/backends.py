@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -239,15 +240,29 @@ def backend_url(request: pytest.FixtureRequest) -> str | None:
     return None if request.param == "memory" else str(request.getfixturevalue("db_url"))
 
 
-@pytest.fixture
-async def backend(backend_url: str | None) -> AsyncIterator[Backend]:
-    """Memory store and claimer, or Postgres store and claimer (poll 0.1 s)."""
-    if backend_url is None:
+@contextlib.asynccontextmanager
+async def opened_backend(url: str | None) -> AsyncIterator[Backend]:
+    """The memory backend (no url) or the Postgres one on `url`; every part closed at the end."""
+    if url is None:
         made = Backend("memory", InMemoryExecutionStore(), None)
     else:
-        pool = await open_pool(backend_url, max_size=10)
+        pool = await open_pool(url, max_size=10)
         made = Backend("postgres", PostgresExecutionStore(pool), pool)
     try:
         yield made
     finally:
         await made.close()
+
+
+@pytest.fixture
+async def backend(backend_url: str | None) -> AsyncIterator[Backend]:
+    """Memory store and claimer, or Postgres store and claimer (poll 0.1 s)."""
+    async with opened_backend(backend_url) as made:
+        yield made
+
+
+@pytest.fixture
+async def pg_backend(db_url: str) -> AsyncIterator[Backend]:
+    """The Postgres backend alone, for behaviour only the SQL store and claim have."""
+    async with opened_backend(db_url) as made:
+        yield made
