@@ -23,12 +23,14 @@ from pydantic_settings import (
 
 from lg_deploy.errors import ConfigError
 
-# Defaults that code outside Settings also states (the model, the retry policy, the collector):
-# they take them from here, the one place.
+# Defaults that code outside Settings also states (the model, the retry policy, the collector,
+# the pool): they take them from here, the one place.
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_BACKOFF_SECONDS = 1.0
 DEFAULT_BACKOFF_MAX_SECONDS = 300.0
 DEFAULT_OBJECTS_PER_SLOT = 1_000
+DEFAULT_POOL_MAX_SIZE = 10
+DEFAULT_POOL_TIMEOUT_SECONDS = 5.0
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +52,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, min_length=1)
     data_dir: Path = Path(".lg-deploy")
     migrate_on_start: bool = True
-    pool_max_size: int = Field(default=10, ge=1, le=1000)
-    pool_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    pool_max_size: int = Field(default=DEFAULT_POOL_MAX_SIZE, ge=1, le=1000)
+    pool_timeout_seconds: float = Field(default=DEFAULT_POOL_TIMEOUT_SECONDS, gt=0, le=600)
     worker_concurrency: int = Field(default=4, ge=1, le=10_000)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     claim_ahead: int = Field(default=32, ge=0, le=10_000)

@@ -12,6 +12,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.db import jsonb
+from lg_deploy.settings import DEFAULT_POOL_MAX_SIZE, DEFAULT_POOL_TIMEOUT_SECONDS
 
 POOL_OPEN_TIMEOUT_SECONDS = 30.0
 APPLICATION_NAME = "lg-deploy"
@@ -24,9 +25,9 @@ async def open_pool(
     conninfo: str,
     *,
     min_size: int = 1,
-    max_size: int = 10,
+    max_size: int = DEFAULT_POOL_MAX_SIZE,
     application_name: str = APPLICATION_NAME,
-    timeout_seconds: float = 5.0,
+    timeout_seconds: float = DEFAULT_POOL_TIMEOUT_SECONDS,
     prepared_statements: bool = True,
     connection_kwargs: dict[str, Any] | None = None,
 ) -> AsyncConnectionPool[Any]:
