@@ -7,7 +7,7 @@ import functools
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ from lg_deploy.settings import Settings
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.store.postgres import PostgresExecutionStore, renew_leases_blocking
 from lg_deploy.store.protocol import ExecutionStore
+from lg_deploy.threads.memory import InMemoryThreadStore
+from lg_deploy.threads.postgres import PostgresThreadStore
+from lg_deploy.threads.protocol import ThreadStore
 from lg_deploy.worker import ExecutionWorker, GraphRunner, make_worker_id
 from lg_deploy.worker.intake import Intake
 from lg_deploy.worker.leases import BlockingRenewal
@@ -51,6 +54,7 @@ class Runtime:
     pool: AsyncConnectionPool[Any] | None = None
     listener: Listener | None = None
     fleet: Fleet | None = None
+    threads: ThreadStore = field(default_factory=InMemoryThreadStore)
 
     def announce(self) -> None:
         """An execution was just stored as QUEUED: this process's claimer claims now.
@@ -163,6 +167,7 @@ async def _postgres_runtime(
     listener = Listener(conninfo, channels) if settings.listen else None
     worker_id = make_worker_id()
     store = PostgresExecutionStore(pool)
+    threads = PostgresThreadStore(pool)
     claimer = PostgresClaimer(
         pool,
         worker_id=worker_id,
@@ -198,7 +203,7 @@ async def _postgres_runtime(
         try:
             await fleet.start()
             async with _running(worker, settings, metrics), retention:
-                yield Runtime(settings, store, registry, worker, pool, listener, fleet)
+                yield Runtime(settings, store, registry, worker, pool, listener, fleet, threads)
         finally:
             await claimer.close()
             await fleet.stop()

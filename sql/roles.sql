@@ -60,7 +60,7 @@ GRANT SELECT ON lg_deploy.executions, lg_deploy.execution_events,
                 lg_deploy.execution_transitions, lg_deploy.schema_migrations,
                 lg_deploy.queue_depth, lg_deploy.recent_failures, lg_deploy.slowest_executions,
                 lg_deploy.workers, lg_deploy.served_graphs, lg_deploy.queued_graphs,
-                lg_deploy.unserved_graphs, lg_deploy.live_workers
+                lg_deploy.unserved_graphs, lg_deploy.live_workers, lg_deploy.threads
     TO lg_deploy_reader;
 
 -- Role settings apply to sessions that log in as this very role; members do NOT inherit them.
@@ -100,6 +100,8 @@ GRANT SELECT ON lg_deploy.execution_events, lg_deploy.execution_transitions,
 -- Each process registers itself and the graphs it serves, and removes its row when it stops.
 GRANT SELECT, INSERT, UPDATE, DELETE ON lg_deploy.workers TO lg_deploy_service;
 GRANT SELECT, INSERT, UPDATE ON lg_deploy.served_graphs TO lg_deploy_service;
+-- Threads are created, relabelled and deleted through the LangGraph API.
+GRANT SELECT, INSERT, UPDATE, DELETE ON lg_deploy.threads TO lg_deploy_service;
 
 -- LangGraph's checkpoint tables (LG_DEPLOY_CHECKPOINTS=true), once the owner has created them.
 DO $$

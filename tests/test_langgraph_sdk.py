@@ -202,15 +202,17 @@ async def test_sdk_default_calls_and_ignored_keys_still_run(server: str) -> None
 
 
 @pytest.mark.req("SDK-UNSUPPORTED-ROUTES")
-async def test_sdk_threads_and_streaming_get_501_not_supported(server: str) -> None:
-    """client.threads.create() and client.runs.stream(...) fail with a 501 JSON: not supported."""
+async def test_sdk_thread_state_and_streaming_get_501_not_supported(server: str) -> None:
+    """client.threads.get_state() and client.runs.stream(...) fail with a 501 JSON."""
     async with get_client(url=server, api_key=API_KEY) as client:
+        thread_id = (await client.threads.create())["thread_id"]
         with pytest.raises(InternalServerError) as thread:
-            await client.threads.create()
+            await client.threads.get_state(thread_id)
         with pytest.raises(InternalServerError) as stream:
             async for _ in client.runs.stream(None, "echo", input={"s": 1}):
                 pass
-    for raised, words in [(thread, "threads are"), (stream, "streaming is")]:
+    state_words = "copying threads, and their state, history and streams are"
+    for raised, words in [(thread, state_words), (stream, "streaming is")]:
         assert raised.value.status_code == 501
         body = raised.value.response.json()
         assert body["error"] == "not_supported"

@@ -59,6 +59,8 @@ SDK_DEFAULTS = {
     "/runs/wait": [{"assistant_id": "echo", "input": {"a": 1}}],
 }  # fmt: skip
 
+THREAD_PARTS = "copying threads, and their state, history and streams are"
+
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
@@ -92,17 +94,16 @@ def test_every_unsupported_platform_route_answers_501_json_naming_its_feature(
             assert body["message"].endswith("not supported by lg-deploy yet")
             assert body["request_id"] == answer.headers["X-Request-ID"]
             checked += 1
-    assert checked >= 50
+    assert checked >= 20  # the table shrinks as features land, but never empties by accident
 
 
 @pytest.mark.req("SDK-UNSUPPORTED-ROUTES", "SEC-LEAKS")
 @pytest.mark.parametrize(
     ("method", "path", "status", "words"),
     [
-        ("POST", "/threads", 501, "threads are"),
-        ("POST", "/threads/search", 501, "threads are"),
-        ("GET", "/threads/{id}/state", 501, "threads are"),
-        ("POST", "/threads/{id}/history", 501, "threads are"),
+        ("POST", "/threads/{id}/copy", 501, THREAD_PARTS),
+        ("GET", "/threads/{id}/state", 501, THREAD_PARTS),
+        ("POST", "/threads/{id}/history", 501, THREAD_PARTS),
         ("POST", "/runs/stream", 501, "streaming is"),
         ("GET", "/threads/{id}/runs/{id}/stream", 501, "streaming is"),
         ("POST", "/threads/{id}/runs", 405, "runs on a thread are"),

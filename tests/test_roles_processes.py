@@ -185,7 +185,8 @@ def lease_values(sql: SqlConn, execution_id: str, seconds: float) -> set[Any]:
 def test_serve_as_the_service_role_runs_http_and_sql_work_renews_and_cancels(
     logins: Logins, sql: SqlConn, launch: Launcher
 ) -> None:
-    """`serve` as a service member: HTTP and SQL submissions, lease renewal, HTTP cancel."""
+    """`serve` as a service member: HTTP and SQL submissions, lease renewal, HTTP cancel,
+    and threads created, relabelled, counted and deleted."""
     client = launch.serve(
         as_service(logins),
         **SERVICE_SETTINGS,
@@ -215,6 +216,13 @@ def test_serve_as_the_service_role_runs_http_and_sql_work_renews_and_cancels(
     listed = client.get("/executions", params={"limit": 10}).json()
     assert {item["execution_id"] for item in listed["items"]} >= {from_http, slow, doomed}
     assert len(client.get(f"/executions/{slow}/events").json()["items"]) == 3
+    thread = client.post("/threads", json={"metadata": {"by": "service"}})
+    assert thread.status_code == 200, thread.text
+    thread_id = thread.json()["thread_id"]
+    patched = client.patch(f"/threads/{thread_id}", json={"metadata": {"more": 1}})
+    assert patched.json()["metadata"] == {"by": "service", "more": 1}, patched.text
+    assert client.post("/threads/count", json={"metadata": {"by": "service"}}).json() == 1
+    assert client.delete(f"/threads/{thread_id}").status_code == 204
 
 
 def run_cli(env: dict[str, str], url: str, *args: str) -> subprocess.CompletedProcess[str]:

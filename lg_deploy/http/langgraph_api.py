@@ -24,8 +24,9 @@ from starlette.routing import BaseRoute, Route
 from lg_deploy.errors import ExecutionNotFound, InvalidTransition
 from lg_deploy.http.errors import ApiError, request_id_of, validation_details
 from lg_deploy.http.langgraph_run_body import NOT_SUPPORTED, RunBody, RunCreate, RunWait
+from lg_deploy.http.langgraph_threads import thread_routes
 from lg_deploy.http.langgraph_unsupported import unsupported_routes
-from lg_deploy.http.requests import read_json, runtime_of
+from lg_deploy.http.requests import body_as, runtime_of
 from lg_deploy.http.schemas import json_number
 from lg_deploy.http.waiting import FinishWaiter
 from lg_deploy.models import ExecutionState, ExecutionStatus
@@ -160,20 +161,10 @@ def outcome_of(state: ExecutionState) -> dict[str, Any]:
     return {}
 
 
-async def _body(request: Request, model: type[BaseModel]) -> Any:
-    """The JSON body validated by `model`; an empty body counts as {} (the SDK sends none)."""
-    settings: Settings = request.state.settings
-    empty = request.headers.get("content-length") == "0" or (
-        "content-length" not in request.headers and "transfer-encoding" not in request.headers
-    )
-    raw = {} if empty else await read_json(request, settings.max_body_bytes)
-    return model.model_validate(raw)
-
-
 async def _run_body(request: Request, model: type[RunBody]) -> RunBody:
     """The run body; a key lg-deploy does not honour yet is a 422 `not_supported` naming it."""
     try:
-        body: RunBody = await _body(request, model)
+        body: RunBody = await body_as(request, model)
     except ValidationError as error:
         details = validation_details(error)
         refused = [
@@ -190,7 +181,7 @@ async def _run_body(request: Request, model: type[RunBody]) -> RunBody:
 
 async def search_assistants(request: Request) -> Response:
     """POST /assistants/search: one assistant per registered graph."""
-    query: AssistantSearch = await _body(request, AssistantSearch)
+    query: AssistantSearch = await body_as(request, AssistantSearch)
     found = [
         _assistant(name)
         for name in runtime_of(request).graphs.names()
@@ -335,5 +326,6 @@ def langgraph_routes() -> list[BaseRoute]:
         Route(runs + "/{run_id}", get_run, methods=["GET"]),
         Route(runs + "/{run_id}/join", join_run, methods=["GET"]),
         Route(runs + "/{run_id}/cancel", cancel_run, methods=["POST"]),
+        *thread_routes(),
     ]
     return [*served, *unsupported_routes(served)]

@@ -22,7 +22,7 @@ NOT_SUPPORTED = "not_supported"
 FEATURES = {
     "assistants": "creating, counting, changing or deleting assistants is",
     "assistant-details": "assistant graphs, schemas, subgraphs and versions are",
-    "threads": "threads are",
+    "threads": "copying threads, and their state, history and streams are",
     "thread-runs": "runs on a thread are",
     "streaming": "streaming is",
     "run-batches": "batches of runs are",
@@ -53,11 +53,6 @@ UNSUPPORTED_ROUTES: list[tuple[str, tuple[str, ...], str]] = [
             ("/latest", "POST"),
         ]
     ],
-    *[
-        (path, ("POST",), "threads")
-        for path in ("/threads", "/threads/search", "/threads/count", "/threads/prune")
-    ],
-    (_THREAD, ("GET", "PATCH", "DELETE"), "threads"),
     (_THREAD + "/copy", ("POST",), "threads"),
     (_THREAD + "/state", ("GET", "POST", "PATCH"), "threads"),
     (_THREAD + "/state/checkpoint", ("POST",), "threads"),
@@ -135,7 +130,9 @@ def _with_head(methods: Collection[str]) -> set[str]:
 
 def unsupported_routes(served: Sequence[Route]) -> list[BaseRoute]:
     """One NotSupported route per entry of UNSUPPORTED_ROUTES, knowing the `served` routes."""
-    served_methods = {route.path: route.methods or set() for route in served}
+    served_methods: dict[str, set[str]] = {}
+    for route in served:
+        served_methods.setdefault(route.path, set()).update(route.methods or ())
     return [
         NotSupported(path, methods, feature, served_methods.get(path, ()))
         for path, methods, feature in UNSUPPORTED_ROUTES

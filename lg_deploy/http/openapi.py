@@ -11,6 +11,14 @@ from lg_deploy import __version__
 from lg_deploy.http.auth import OPEN_PATHS
 from lg_deploy.http.langgraph_api import Assistant, AssistantSearch, Run
 from lg_deploy.http.langgraph_run_body import RunCreate, RunWait
+from lg_deploy.http.langgraph_threads import (
+    PruneResult,
+    ThreadCreate,
+    ThreadFilter,
+    ThreadPatch,
+    ThreadPrune,
+    ThreadSearch,
+)
 from lg_deploy.http.schemas import (
     ErrorBody,
     EventList,
@@ -22,6 +30,7 @@ from lg_deploy.http.schemas import (
     WaitQuery,
 )
 from lg_deploy.models import ExecutionState
+from lg_deploy.threads.models import Thread
 
 _REF = "#/components/schemas/{model}"
 UNAUTHORIZED = "missing or wrong API key (only when LG_DEPLOY_API_KEY is set)"
@@ -246,5 +255,98 @@ def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
         },
         "/threads/{thread_id}/runs/{run_id}/cancel": {
             "post": _operation("Cancel (wait=1: once final)", cancelled, parameters=thread_run)
+        },
+        **_thread_paths(components),
+    }
+
+
+def _thread_paths(components: dict[str, Any]) -> dict[str, Any]:
+    """The thread routes (lg_deploy.http.langgraph_threads)."""
+    models: list[type[BaseModel]] = [
+        Thread,
+        ThreadCreate,
+        ThreadPatch,
+        ThreadSearch,
+        ThreadFilter,
+        ThreadPrune,
+        PruneResult,
+    ]
+    _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
+    components.update(schemas["$defs"])
+    thread = _path_params("thread_id")
+    body_errors = (400, 413, 415, 422)
+    count = {
+        "description": "how many",
+        "content": {"application/json": {"schema": {"type": "integer"}}},
+    }
+    pages = {
+        "X-Pagination-Total": "threads matching the filters",
+        "X-Pagination-Next": "the offset of the next page, while more remain",
+    }
+    # With `select`, a search answers only the fields asked for: the Thread's, none required.
+    selection = {k: v for k, v in schemas["$defs"]["Thread"].items() if k != "required"}
+    components["ThreadSelection"] = {**selection, "title": "ThreadSelection"}
+    items = {"type": "array", "items": {"$ref": _REF.format(model="ThreadSelection")}}
+    found: dict[str, Any] = {
+        "description": "one page of threads (only the `select` fields, if given)",
+        "content": {"application/json": {"schema": items}},
+    }
+    found["headers"] = {
+        name: {"description": text, "schema": {"type": "string"}} for name, text in pages.items()
+    }
+
+    def body(model: type[BaseModel]) -> dict[str, Any]:
+        return {"requestBody": {"required": False, "content": _json_content(model)}}
+
+    return {
+        "/threads": {
+            "post": _operation(
+                "Create a thread (409 for a taken id unless if_exists is do_nothing)",
+                {"200": _answer("the thread", Thread), **_errors(409, *body_errors)},
+                **body(ThreadCreate),
+            )
+        },
+        "/threads/search": {
+            "post": _operation(
+                "Threads by metadata, values, status or ids, in order, one page",
+                {"200": found, **_errors(*body_errors)},
+                **body(ThreadSearch),
+            )
+        },
+        "/threads/count": {
+            "post": _operation(
+                "How many threads match the filters",
+                {"200": count, **_errors(*body_errors)},
+                **body(ThreadFilter),
+            )
+        },
+        "/threads/prune": {
+            "post": _operation(
+                "Delete the threads named (strategy delete; keep_latest is not supported yet)",
+                {"200": _answer("how many were deleted", PruneResult), **_errors(*body_errors)},
+                requestBody={"required": True, "content": _json_content(ThreadPrune)},
+            )
+        },
+        "/threads/{thread_id}": {
+            "get": _operation(
+                "A thread",
+                {"200": _answer("the thread", Thread), **_errors(404)},
+                parameters=thread,
+            ),
+            "patch": _operation(
+                "Merge metadata into a thread (204 with Prefer: return=minimal)",
+                {
+                    "200": _answer("the thread", Thread),
+                    "204": {"description": "merged"},
+                    **_errors(404, *body_errors),
+                },
+                parameters=thread,
+                **body(ThreadPatch),
+            ),
+            "delete": _operation(
+                "Delete a thread",
+                {"204": {"description": "deleted"}, **_errors(404)},
+                parameters=thread,
+            ),
         },
     }

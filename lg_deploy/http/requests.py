@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from starlette.requests import Request
 
 from lg_deploy.http.errors import ApiError
 from lg_deploy.runtime import Runtime
+from lg_deploy.settings import Settings
+
+Model = TypeVar("Model", bound=BaseModel)
 
 JSON_TYPES = ("application/json", "application/merge-patch+json")
 
@@ -38,6 +42,16 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         raise ApiError(400, f"body is not valid JSON: {error}") from None
     except RecursionError:
         raise ApiError(400, "body is nested too deeply") from None
+
+
+async def body_as(request: Request, model: type[Model]) -> Model:
+    """The JSON body validated by `model`; an empty body counts as {} (the SDKs send none)."""
+    settings: Settings = request.state.settings
+    empty = request.headers.get("content-length") == "0" or (
+        "content-length" not in request.headers and "transfer-encoding" not in request.headers
+    )
+    raw = {} if empty else await read_json(request, settings.max_body_bytes)
+    return model.model_validate(raw)
 
 
 def _refuse_constant(name: str) -> Any:

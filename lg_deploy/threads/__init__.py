@@ -1,0 +1,1 @@
+"""LangGraph threads: the model, the ThreadStore protocol and its memory and PostgreSQL stores."""

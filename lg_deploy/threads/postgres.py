@@ -1,0 +1,84 @@
+"""PostgresThreadStore: threads as rows of lg_deploy.threads (sql/queries/threads.sql)."""
+
+from __future__ import annotations
+
+from typing import Any, LiteralString
+
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from lg_deploy.db.queries import query
+from lg_deploy.threads.models import Thread, ThreadQuery, ThreadStatus
+
+
+def row_to_thread(row: dict[str, Any]) -> Thread:
+    """A lg_deploy.threads row as a Thread, taken as stored (the table's checks hold it)."""
+    fields = {name: row[name] for name in Thread.model_fields}
+    fields["thread_id"] = str(row["thread_id"])
+    fields["status"] = ThreadStatus(row["status"])
+    return Thread.model_construct(**fields)
+
+
+def _filters(query_: ThreadQuery) -> dict[str, Any]:
+    return {
+        "metadata": Jsonb(query_.metadata),
+        "values": None if query_.values is None else Jsonb(query_.values),
+        "status": None if query_.status is None else query_.status.value,
+        "ids": query_.ids,
+    }
+
+
+class PostgresThreadStore:
+    """Threads in lg_deploy.threads, over the service's pool."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+
+    async def create(self, thread_id: str | None, metadata: dict[str, Any]) -> Thread | None:
+        """A new idle thread (a fresh id when None); None when `thread_id` is taken."""
+        params = {"thread_id": thread_id, "metadata": Jsonb(metadata)}
+        rows = await self._fetch("insert_thread", params)
+        return row_to_thread(rows[0]) if rows else None
+
+    async def get(self, thread_id: str) -> Thread | None:
+        """The thread with this id, or None."""
+        rows = await self._fetch("get_thread", {"thread_id": thread_id})
+        return row_to_thread(rows[0]) if rows else None
+
+    async def merge_metadata(self, thread_id: str, metadata: dict[str, Any]) -> Thread | None:
+        """Merge `metadata` into the thread's (given keys replace); the thread, or None."""
+        params = {"thread_id": thread_id, "metadata": Jsonb(metadata)}
+        rows = await self._fetch("merge_thread_metadata", params)
+        return row_to_thread(rows[0]) if rows else None
+
+    async def delete(self, thread_id: str) -> bool:
+        """Delete the thread; False when there was none."""
+        return bool(await self._fetch("delete_thread", {"thread_id": thread_id}))
+
+    async def delete_many(self, thread_ids: list[str]) -> int:
+        """Delete the threads among `thread_ids`; how many existed."""
+        rows = await self._fetch("delete_threads", {"ids": thread_ids})
+        return int(rows[0]["count"])
+
+    async def search(self, query_: ThreadQuery) -> list[Thread]:
+        """One page of the threads `query_` asks for, in its order."""
+        params = {
+            **_filters(query_),
+            "sort_by": query_.sort_by,
+            "descending": query_.descending,
+            "limit": query_.limit,
+            "offset": query_.offset,
+        }
+        return [row_to_thread(row) for row in await self._fetch("search_threads", params)]
+
+    async def count(self, query_: ThreadQuery) -> int:
+        """How many threads match `query_`'s filters and ids (its order and page aside)."""
+        rows = await self._fetch("count_threads", _filters(query_))
+        return int(rows[0]["count"])
+
+    async def _fetch(self, name: LiteralString, params: dict[str, Any]) -> list[dict[str, Any]]:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query(name), params)
+            rows: list[dict[str, Any]] = await cur.fetchall()
+            return rows

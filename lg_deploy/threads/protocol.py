@@ -1,0 +1,39 @@
+"""The ThreadStore protocol: persistence of threads, nothing else."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from lg_deploy.threads.models import Thread, ThreadQuery
+
+
+class ThreadStore(Protocol):
+    """Creates, reads, relabels, deletes and searches threads."""
+
+    async def create(self, thread_id: str | None, metadata: dict[str, Any]) -> Thread | None:
+        """A new idle thread (a fresh id when None); None when `thread_id` is taken."""
+        ...
+
+    async def get(self, thread_id: str) -> Thread | None:
+        """The thread with this id, or None."""
+        ...
+
+    async def merge_metadata(self, thread_id: str, metadata: dict[str, Any]) -> Thread | None:
+        """Merge `metadata` into the thread's (given keys replace); the thread, or None."""
+        ...
+
+    async def delete(self, thread_id: str) -> bool:
+        """Delete the thread; False when there was none."""
+        ...
+
+    async def delete_many(self, thread_ids: list[str]) -> int:
+        """Delete the threads among `thread_ids`; how many existed."""
+        ...
+
+    async def search(self, query: ThreadQuery) -> list[Thread]:
+        """One page of the threads `query` asks for, in its order."""
+        ...
+
+    async def count(self, query: ThreadQuery) -> int:
+        """How many threads match `query`'s filters and ids (its order and page aside)."""
+        ...

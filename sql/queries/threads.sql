@@ -1,0 +1,65 @@
+-- name: insert_thread
+-- Insert one thread and return it; no row back when its id is taken.
+INSERT INTO lg_deploy.threads (thread_id, metadata)
+VALUES (COALESCE(%(thread_id)s::uuid, gen_random_uuid()), %(metadata)s)
+ON CONFLICT (thread_id) DO NOTHING
+RETURNING *;
+
+-- name: get_thread
+-- One thread by id.
+SELECT * FROM lg_deploy.threads WHERE thread_id = %(thread_id)s;
+
+-- name: merge_thread_metadata
+-- Merge keys into a thread's metadata (a key given replaces the stored one); the thread as now.
+UPDATE lg_deploy.threads
+SET metadata = metadata || %(metadata)s,
+    updated_at = now()
+WHERE thread_id = %(thread_id)s
+RETURNING *;
+
+-- name: delete_thread
+-- Delete a thread; its id back when it existed.
+DELETE FROM lg_deploy.threads WHERE thread_id = %(thread_id)s RETURNING thread_id;
+
+-- name: delete_threads
+-- Delete the threads among these ids; how many there were.
+WITH deleted AS (
+    DELETE FROM lg_deploy.threads WHERE thread_id = ANY(%(ids)s::uuid[]) RETURNING 1
+)
+SELECT count(*) AS count FROM deleted;
+
+-- name: search_threads
+-- Threads whose metadata and values contain the filters, of one status and among the ids if
+-- given, in the requested order (thread id breaks ties), one page.
+SELECT *
+FROM lg_deploy.threads
+WHERE metadata @> %(metadata)s
+  AND (%(values)s::jsonb IS NULL OR "values" @> %(values)s::jsonb)
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(ids)s::uuid[] IS NULL OR thread_id = ANY(%(ids)s::uuid[]))
+ORDER BY
+    CASE WHEN NOT %(descending)s THEN
+        CASE %(sort_by)s WHEN 'created_at' THEN created_at WHEN 'updated_at' THEN updated_at
+                         WHEN 'state_updated_at' THEN state_updated_at END
+    END ASC,
+    CASE WHEN %(descending)s THEN
+        CASE %(sort_by)s WHEN 'created_at' THEN created_at WHEN 'updated_at' THEN updated_at
+                         WHEN 'state_updated_at' THEN state_updated_at END
+    END DESC,
+    CASE WHEN NOT %(descending)s THEN
+        CASE %(sort_by)s WHEN 'thread_id' THEN thread_id::text WHEN 'status' THEN status END
+    END ASC,
+    CASE WHEN %(descending)s THEN
+        CASE %(sort_by)s WHEN 'thread_id' THEN thread_id::text WHEN 'status' THEN status END
+    END DESC,
+    thread_id
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: count_threads
+-- How many threads search_threads would find without its page.
+SELECT count(*) AS count
+FROM lg_deploy.threads
+WHERE metadata @> %(metadata)s
+  AND (%(values)s::jsonb IS NULL OR "values" @> %(values)s::jsonb)
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(ids)s::uuid[] IS NULL OR thread_id = ANY(%(ids)s::uuid[]));
