@@ -61,3 +61,19 @@ class GraphOutputError(LgDeployError):
 
 class ConfigError(LgDeployError):
     """A setting has an invalid value; the message names the variable and what is allowed."""
+
+
+class ThreadNotFound(LgDeployError):
+    """No thread has this id."""
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(f"thread {thread_id} not found")
+        self.thread_id = thread_id
+
+
+class ThreadBusy(LgDeployError):
+    """The thread has a run in flight and the new run asked to be refused then."""
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(f"thread {thread_id} is already running a task")
+        self.thread_id = thread_id

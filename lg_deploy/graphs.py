@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, cast
@@ -20,10 +21,12 @@ import pydantic
 import pydantic_core
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
+from langgraph.types import Command, Send
 
 from lg_deploy.db import jsonb
 from lg_deploy.errors import GraphLoadError, GraphOutputError, UnknownGraph
 
+INTERRUPT_KEY = "__interrupt__"  # where LangGraph's output lists the interrupts it stopped at
 DEFAULT_GRAPHS: dict[str, str] = {
     "echo": "lg_deploy.examples.echo:graph",
     "sleep": "lg_deploy.examples.sleep:graph",
@@ -39,8 +42,57 @@ class CompiledGraph(Protocol):
         """Run the graph on one input and return its output."""
 
 
+@dataclass(frozen=True)
+class GraphRun:
+    """What one execution asks of its graph.
+
+    `thread_id` is the checkpoint thread: the run's thread, or its own id when thread-less.
+    A run `on_thread` (or with config, context or breakpoints) always runs checkpointed.
+    """
+
+    graph_id: str
+    input: dict[str, Any] | None
+    run_id: str
+    thread_id: str
+    on_thread: bool = False
+    command: dict[str, Any] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    interrupt_before: list[str] | None = None
+    interrupt_after: list[str] | None = None
+
+    @property
+    def checkpointed(self) -> bool:
+        """True when the run needs the thread checkpointer whatever the settings say."""
+        return bool(
+            self.on_thread
+            or self.config
+            or self.context
+            or self.interrupt_before
+            or self.interrupt_after
+        )
+
+
+@dataclass(frozen=True)
+class GraphOutcome:
+    """A graph run's end: its output, and, when it stopped at an interrupt or breakpoint, the
+    pending interrupts by task id (`interrupted`)."""
+
+    output: dict[str, Any]
+    interrupts: dict[str, Any] | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """True when the graph stopped before its end, waiting for a resume."""
+        return self.interrupts is not None
+
+
 class GraphRegistry:
-    """Graph names mapped to `langgraph.json` specs; each graph is loaded and compiled once."""
+    """Graph names mapped to `langgraph.json` specs; each graph is loaded and compiled once.
+
+    `checkpointer` (optional) saves thread-less runs' steps; `thread_checkpointer` holds the
+    threads' checkpoints (runs on a thread, and runs given config or context).
+    """
 
     def __init__(
         self,
@@ -48,11 +100,14 @@ class GraphRegistry:
         *,
         base_dir: Path | None = None,
         checkpointer: BaseCheckpointSaver[Any] | None = None,
+        thread_checkpointer: BaseCheckpointSaver[Any] | None = None,
     ) -> None:
         self._specs = dict(specs)
         self._base_dir = base_dir if base_dir is not None else Path.cwd()
         self._checkpointer = checkpointer
+        self._thread_checkpointer = thread_checkpointer or checkpointer
         self._graphs: dict[str, CompiledGraph] = {}
+        self._thread_graphs: dict[str, CompiledGraph] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     def names(self) -> list[str]:
@@ -115,19 +170,122 @@ class GraphRegistry:
             result = await graph.ainvoke(input, config=config, durability="sync")
         return to_json_object(result)
 
+    async def execute(self, run: GraphRun) -> GraphOutcome:
+        """Run one execution's graph: thread-less as `run` does, else on its thread's checkpoints.
+
+        A run already begun (its own checkpoint is the thread's latest: a retry, a crash) goes
+        on from there; else it starts from `command` or `input` (None: from the last checkpoint).
+        """
+        if not run.checkpointed:
+            output = await self.run(run.graph_id, run.input or {}, thread_id=run.thread_id)
+            interrupts = None
+            if INTERRUPT_KEY in output and self._checkpointer is not None:
+                graph = await self.get(run.graph_id)
+                interrupts = await _pending_interrupts(graph, run.thread_id)
+            return GraphOutcome(output, interrupts)
+        graph = await self._thread_graph(run.graph_id)
+        thread = {"configurable": {"thread_id": run.thread_id}}
+        latest = await cast(Any, graph).aget_state(thread)
+        config = _run_config(run)
+        if (latest.metadata or {}).get("run_id") == run.run_id:  # this run began before
+            if latest.next:
+                result = await graph.ainvoke(None, config=config, durability="sync")
+            else:
+                result = latest.values
+        else:
+            result = await graph.ainvoke(
+                _graph_input(run),
+                config=config,
+                durability="sync",
+                context=run.context or None,
+                interrupt_before=_nodes(run.interrupt_before),
+                interrupt_after=_nodes(run.interrupt_after),
+            )
+        return GraphOutcome(to_json_object(result), await _pending_interrupts(graph, run.thread_id))
+
+    async def _thread_graph(self, graph_id: str) -> CompiledGraph:
+        """The graph compiled with the thread checkpointer."""
+        if graph_id not in self._thread_graphs:
+            graph = await self.get(graph_id)
+            if self._thread_checkpointer is not self._checkpointer:
+                graph = _with_saver(graph, self._thread_checkpointer)
+            self._thread_graphs[graph_id] = graph
+        return self._thread_graphs[graph_id]
+
     def _with_checkpointer(self, graph: CompiledGraph) -> CompiledGraph:
-        if self._checkpointer is None:
-            return graph
-        copy = getattr(graph, "copy", None)
-        if copy is None:
-            raise GraphLoadError(f"{type(graph).__name__} cannot take a checkpointer")
-        return cast(CompiledGraph, copy(update={"checkpointer": self._checkpointer}))
+        return graph if self._checkpointer is None else _with_saver(graph, self._checkpointer)
 
     def _spec(self, graph_id: str) -> str:
         try:
             return self._specs[graph_id]
         except KeyError:
             raise UnknownGraph(graph_id, self._specs) from None
+
+
+def _with_saver(graph: CompiledGraph, saver: BaseCheckpointSaver[Any] | None) -> CompiledGraph:
+    """A copy of `graph` saving its checkpoints with `saver`."""
+    if saver is None:
+        raise GraphLoadError("runs on a thread need a checkpointer; none is configured")
+    copy = getattr(graph, "copy", None)
+    if copy is None:
+        raise GraphLoadError(f"{type(graph).__name__} cannot take a checkpointer")
+    return cast(CompiledGraph, copy(update={"checkpointer": saver}))
+
+
+def _run_config(run: GraphRun) -> dict[str, Any]:
+    """The LangGraph config of a run: its own, with the thread, and run_id in the metadata (so
+    its checkpoints say which run wrote them)."""
+    config = dict(run.config)
+    config["configurable"] = {**config.get("configurable", {}), "thread_id": run.thread_id}
+    config["metadata"] = {
+        **config.get("metadata", {}),
+        "run_id": run.run_id,
+        "graph_id": run.graph_id,
+        "thread_id": run.thread_id,
+    }
+    return config
+
+
+def _graph_input(run: GraphRun) -> Any:
+    """What the run starts with: a LangGraph Command, its input, or None (go on)."""
+    if run.command is None:
+        return run.input
+    command = run.command
+    goto = command.get("goto")
+    if isinstance(goto, dict):
+        goto = Send(goto["node"], goto.get("input"))
+    elif isinstance(goto, list):
+        goto = [Send(g["node"], g.get("input")) if isinstance(g, dict) else g for g in goto]
+    update = command.get("update")
+    if isinstance(update, list):
+        update = [tuple(pair) for pair in update]
+    return Command(
+        resume=command.get("resume"),
+        update=update,
+        goto=goto if goto is not None else (),
+    )
+
+
+def _nodes(names: list[str] | None) -> Any:
+    """Breakpoints as LangGraph takes them: "*" for every node."""
+    if names is None:
+        return None
+    return "*" if "*" in names else names
+
+
+async def _pending_interrupts(graph: CompiledGraph, thread_id: str) -> dict[str, Any] | None:
+    """None when the thread's latest checkpoint has nothing left to run; else its interrupts by
+    task id ({} at a breakpoint), as the platform shows them on a thread."""
+    snapshot = await cast(Any, graph).aget_state({"configurable": {"thread_id": thread_id}})
+    if not snapshot.next:
+        return None
+    return to_json_object(
+        {
+            task.id: [{"id": item.id, "value": item.value} for item in task.interrupts]
+            for task in snapshot.tasks
+            if task.interrupts
+        }
+    )
 
 
 @contextmanager

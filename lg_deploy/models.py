@@ -27,10 +27,11 @@ class ExecutionStatus(StrEnum):
     RUNNING = "RUNNING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    INTERRUPTED = "INTERRUPTED"  # stopped at interrupt() or a breakpoint; resumed by a new run
 
 
 FINAL_STATUSES: frozenset[ExecutionStatus] = frozenset(
-    {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED}
+    {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.INTERRUPTED}
 )
 
 # The lifecycle, as pairs (from, to). sql/migrations/0001 holds the same pairs in
@@ -42,6 +43,7 @@ ALLOWED_TRANSITIONS: frozenset[tuple[ExecutionStatus, ExecutionStatus]] = frozen
         (ExecutionStatus.RUNNING, ExecutionStatus.COMPLETED),
         (ExecutionStatus.RUNNING, ExecutionStatus.FAILED),
         (ExecutionStatus.RUNNING, ExecutionStatus.QUEUED),
+        (ExecutionStatus.RUNNING, ExecutionStatus.INTERRUPTED),
     }
 )
 
@@ -58,6 +60,7 @@ MUTABLE_FIELDS: tuple[str, ...] = (
     "run_at",
     "worker_id",
     "lease_expires_at",
+    "interrupts",
 )
 
 
@@ -86,7 +89,9 @@ class ExecutionState(BaseModel):
     execution_id: str = Field(default_factory=new_execution_id)
     graph_id: str = Field(min_length=1, max_length=200)
     status: ExecutionStatus = ExecutionStatus.QUEUED
-    input: dict[str, Any]
+    input: dict[str, Any] | None = Field(
+        description="null only on a thread: continue from its last checkpoint"
+    )
     output: dict[str, Any] | None = None
     error: str | None = None
     traceback: str | None = Field(
@@ -107,12 +112,26 @@ class ExecutionState(BaseModel):
     timeout_seconds: float | None = Field(default=None, gt=0, le=604_800)
     cancel_requested_at: AwareDatetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    thread_id: str | None = Field(default=None, description="the thread this run continues")
+    config: dict[str, Any] = Field(default_factory=dict, description="the run's LangGraph config")
+    context: dict[str, Any] = Field(default_factory=dict, description="the run's runtime context")
+    command: dict[str, Any] | None = Field(
+        default=None, description="a LangGraph Command (resume, update, goto) instead of input"
+    )
+    interrupt_before: list[str] | None = Field(default=None, description='breakpoints; ["*"]: all')
+    interrupt_after: list[str] | None = Field(default=None, description='breakpoints; ["*"]: all')
+    multitask_strategy: str | None = Field(
+        default=None, description="reject, enqueue, interrupt or rollback, as the run asked"
+    )
+    interrupts: dict[str, Any] | None = Field(
+        default=None, description="INTERRUPTED: pending interrupts by task id"
+    )
 
-    @field_validator("execution_id")
+    @field_validator("execution_id", "thread_id")
     @classmethod
-    def _canonical_uuid(cls, value: str) -> str:
-        """Execution ids are UUIDs in canonical lower-case text form."""
-        return str(uuid.UUID(value))
+    def _canonical_uuid(cls, value: str | None) -> str | None:
+        """Execution and thread ids are UUIDs in canonical lower-case text form."""
+        return None if value is None else str(uuid.UUID(value))
 
     @model_validator(mode="after")
     def _lifecycle_invariants(self) -> ExecutionState:
@@ -122,7 +141,7 @@ class ExecutionState(BaseModel):
 
     @property
     def is_final(self) -> bool:
-        """True once the execution is COMPLETED or FAILED."""
+        """True once the execution is COMPLETED, FAILED or INTERRUPTED."""
         return self.status in FINAL_STATUSES
 
     def evolve(self, **changes: Any) -> ExecutionState:
@@ -144,6 +163,10 @@ def _check_row_invariants(state: ExecutionState) -> None:
     """Raise ValueError unless `state` keeps the CHECK constraints of lg_deploy.executions."""
     if state.attempts > state.max_attempts:
         raise ValueError("attempts cannot exceed max_attempts")
+    if state.input is None and state.thread_id is None:
+        raise ValueError("input may be null only on a thread (to continue it)")
+    if state.command is not None and state.thread_id is None:
+        raise ValueError("a command needs a thread to resume")
     if state.status == ExecutionStatus.QUEUED and state.attempts >= state.max_attempts:
         raise ValueError("a QUEUED execution must have attempts left")
     if state.status == ExecutionStatus.RUNNING and (
@@ -215,8 +238,8 @@ class PageCursor(BaseModel):
 class Finish:
     """A run's final outcome, recorded for the attempt that ran it (ExecutionStore.finish_running).
 
-    Only status, output, error and traceback are written: what an operator changed on the row
-    meanwhile (its priority, max_attempts) stays.
+    Only status, output, error, traceback and interrupts are written: what an operator changed
+    on the row meanwhile (its priority, max_attempts) stays.
     """
 
     running: ExecutionState
@@ -224,10 +247,11 @@ class Finish:
     output: dict[str, Any] | None = None
     error: str | None = None
     traceback: str | None = None
+    interrupts: dict[str, Any] | None = None  # INTERRUPTED: the pending ones, by task id
 
     def __post_init__(self) -> None:
         if self.status not in FINAL_STATUSES:
-            raise ValueError(f"a finish is COMPLETED or FAILED, not {self.status}")
+            raise ValueError(f"a finish is COMPLETED, FAILED or INTERRUPTED, not {self.status}")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from psycopg_pool import AsyncConnectionPool
 
@@ -81,11 +82,21 @@ def build_registry(
     settings: Settings,
     cwd: Path | None = None,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
+    thread_checkpointer: BaseCheckpointSaver[Any] | None = None,
 ) -> GraphRegistry:
-    """The configured graphs, or the shipped examples when none are configured."""
+    """The configured graphs, or the shipped examples when none are configured.
+
+    `checkpointer` is used for thread-less runs only when LG_DEPLOY_CHECKPOINTS is on;
+    runs on a thread always use `thread_checkpointer`.
+    """
     specs = settings.graphs if settings.graphs else DEFAULT_GRAPHS
     base_dir = settings.config.resolve().parent if settings.config else cwd or Path(os.getcwd())
-    registry = GraphRegistry(specs, base_dir=base_dir, checkpointer=checkpointer)
+    registry = GraphRegistry(
+        specs,
+        base_dir=base_dir,
+        checkpointer=checkpointer if settings.checkpoints else None,
+        thread_checkpointer=thread_checkpointer or checkpointer,
+    )
     registry.load_all()
     return registry
 
@@ -112,8 +123,7 @@ async def open_runtime(
     `finish_notices=False` (a worker without HTTP waits) does not LISTEN for finished runs.
     """
     if settings.backend == "memory":
-        saver = memory_checkpointer() if settings.checkpoints else None
-        registry = graphs or build_registry(settings, checkpointer=saver)
+        registry = graphs or build_registry(settings, checkpointer=memory_checkpointer())
         store = InMemoryExecutionStore()
         async with runtime_over(settings, store, graphs=registry, metrics=metrics) as rt:
             yield rt
@@ -123,15 +133,34 @@ async def open_runtime(
         if settings.migrate_on_start:
             await migrate(conninfo)
         async with contextlib.AsyncExitStack() as async_stack:
-            saver = None
-            if settings.checkpoints:
-                saver = await async_stack.enter_async_context(postgres_checkpointer(conninfo))
+            saver = await _open_checkpointer(async_stack, conninfo, settings)
             registry = graphs or build_registry(settings, checkpointer=saver)
             channels = CHANNELS if finish_notices else _without(CHANNELS, FINISHED_CHANNEL)
             async with _postgres_runtime(
                 settings, registry, conninfo, metrics, channels
             ) as runtime:
                 yield runtime
+
+
+async def _open_checkpointer(
+    stack: contextlib.AsyncExitStack, conninfo: str, settings: Settings
+) -> BaseCheckpointSaver[Any] | None:
+    """LangGraph's Postgres checkpointer, which runs on a thread always need.
+
+    A role that may not create its tables (before the owner has) still starts when
+    LG_DEPLOY_CHECKPOINTS is off: thread-less runs need none, runs on a thread then fail saying so.
+    """
+    try:
+        return await stack.enter_async_context(postgres_checkpointer(conninfo))
+    except psycopg.errors.InsufficientPrivilege as error:
+        if settings.checkpoints:
+            raise
+        logger.warning(
+            "checkpoint tables missing and this role may not create them (%s): runs on a"
+            " thread will fail until the owner starts lg-deploy once",
+            str(error).splitlines()[0],
+        )
+        return None
 
 
 @contextlib.asynccontextmanager
@@ -147,7 +176,7 @@ async def runtime_over(
     claimer = MemoryClaimer(store, worker_id=make_worker_id(), lease_seconds=settings.lease_seconds)
     worker = make_worker(settings, store, claimer, registry, metrics)
     async with _running(worker, settings, metrics):
-        yield Runtime(settings, store, registry, worker)
+        yield Runtime(settings, store, registry, worker, threads=InMemoryThreadStore(store))
 
 
 @contextlib.asynccontextmanager

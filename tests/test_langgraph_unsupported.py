@@ -12,23 +12,23 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from lg_deploy.http import create_app
-from lg_deploy.http.langgraph_run_body import REFUSED_RUN_KEYS, REFUSED_WAIT_KEYS
+from lg_deploy.http.langgraph_run_body import (
+    REFUSED_RUN_KEYS,
+    REFUSED_THREAD_RUN_KEYS,
+    REFUSED_WAIT_KEYS,
+)
 from lg_deploy.http.langgraph_unsupported import UNSUPPORTED_ROUTES
 from lg_deploy.settings import load_settings
 
 PATH_PARAMETER = re.compile(r"{\w+}")
 # A value of each refused key that asks for what lg-deploy does not do yet.
 ASKING = {
-    "config": {"configurable": {"user_id": "u1"}},
-    "context": {"model": "m"},
-    "command": {"resume": "yes"},
-    "interrupt_before": ["echo"],
-    "interrupt_after": "*",
     "webhook": "https://example.com/hook",
     "checkpoint": {"checkpoint_id": "c1"},
     "checkpoint_id": "c1",
     "on_completion": "keep",
     "on_disconnect": "cancel",
+    "multitask_strategy": "rollback",
 }
 # Keys accepted and ignored (they cannot change a thread-less background run), non-default.
 IGNORED = {
@@ -43,8 +43,6 @@ IGNORED = {
     "langsmith_tracer": {"project_name": "p", "example_id": None},
     "strict_resume": True,
     "on_disconnect": "cancel",  # on /runs: a background run has no client connection to lose
-    "config": {"configurable": {}, "tags": []},  # empty: asks for nothing
-    "interrupt_before": [],
     "on_completion": "delete",
     "unknown_future_key": {"x": 1},
 }
@@ -106,8 +104,7 @@ def test_every_unsupported_platform_route_answers_501_json_naming_its_feature(
         ("POST", "/threads/{id}/history", 501, THREAD_PARTS),
         ("POST", "/runs/stream", 501, "streaming is"),
         ("GET", "/threads/{id}/runs/{id}/stream", 501, "streaming is"),
-        ("POST", "/threads/{id}/runs", 405, "runs on a thread are"),
-        ("DELETE", "/threads/{id}/runs/{id}", 405, "deleting runs is"),
+        ("POST", "/threads/{id}/runs/stream", 501, "streaming is"),
         ("POST", "/runs/crons", 501, "crons are"),
         ("PATCH", "/assistants/echo", 405, "assistants is"),
         ("GET", "/assistants/echo/schemas", 501, "schemas"),
@@ -135,23 +132,32 @@ def test_platform_routes_say_not_supported_while_own_405_and_404_stay(
     assert client.put("/assistants/echo").json()["error"] == "method_not_allowed"
 
 
+REFUSALS = {
+    "/runs": REFUSED_RUN_KEYS,
+    "/runs/wait": REFUSED_WAIT_KEYS,
+    "/threads/{id}/runs": REFUSED_THREAD_RUN_KEYS,
+    "/threads/{id}/runs/wait": {**REFUSED_THREAD_RUN_KEYS, "on_disconnect": None},
+}
+
+
 @pytest.mark.req("SDK-REFUSED-KEYS")
-@pytest.mark.parametrize("route", ["/runs", "/runs/wait"])
+@pytest.mark.parametrize("route", sorted(REFUSALS))
 def test_each_refused_key_is_422_not_supported_naming_it_and_nothing_runs(
     client: TestClient, route: str
 ) -> None:
-    """Every key of the refusal table, with a value asking for it: 422 naming it; no run."""
-    refused = REFUSED_WAIT_KEYS if route == "/runs/wait" else REFUSED_RUN_KEYS
+    """Every key of the refusal tables, with a value asking for it: 422 naming it; no run."""
+    refused = REFUSALS[route]
     before = len(client.get("/executions").json()["items"])
     for key in refused:
-        answer = client.post(route, json={"assistant_id": "echo", key: ASKING[key]})
+        body = {"assistant_id": "echo", key: ASKING[key]}
+        answer = client.post(_concrete(route), json=body)
         assert answer.status_code == 422, (route, key, answer.text)
         body = answer.json()
         assert body["error"] == "not_supported"
         assert body["message"].startswith(f"{key}: not supported by lg-deploy yet")
         assert [d["field"] for d in body["details"]] == [key]
     assert len(client.get("/executions").json()["items"]) == before
-    assert set(ASKING) == set(REFUSED_WAIT_KEYS)
+    assert set(ASKING) == {key for table in REFUSALS.values() for key in table}
 
 
 @pytest.mark.req("SDK-REFUSED-KEYS", "SDK-COMPAT")
@@ -166,6 +172,6 @@ def test_sdk_default_bodies_and_ignored_keys_are_accepted(client: TestClient) ->
         assert answer.status_code == 200, (key, answer.text)
     default = client.post("/runs", json={"assistant_id": "echo"}).json()
     assert default["multitask_strategy"] == "enqueue"
-    mixed: dict[str, Any] = {"assistant_id": "echo", "webhook": "https://x", "config": {"a": 1}}
+    mixed: dict[str, Any] = {"assistant_id": "echo", "webhook": "https://x", "checkpoint_id": "c"}
     fields = [d["field"] for d in client.post("/runs", json=mixed).json()["details"]]
-    assert sorted(fields) == ["config", "webhook"]
+    assert sorted(fields) == ["checkpoint_id", "webhook"]

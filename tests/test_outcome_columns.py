@@ -12,6 +12,7 @@ import psycopg.sql
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from lg_deploy.graphs import GraphOutcome, GraphRun
 from lg_deploy.models import ExecutionState, ExecutionStatus, Finish, Requeue
 from lg_deploy.store.postgres import PostgresExecutionStore
 from lg_deploy.store.protocol import ExecutionStore
@@ -85,14 +86,12 @@ class PausedRunner:
         self.gate = asyncio.Event()
         self.fail = fail
 
-    async def run(
-        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
-    ) -> dict[str, Any]:
+    async def execute(self, run: GraphRun) -> GraphOutcome:
         """Wait for the gate; raise RuntimeError("boom") when told to fail."""
         await self.gate.wait()
         if self.fail:
             raise RuntimeError("boom")
-        return input
+        return GraphOutcome(run.input or {})
 
 
 @pytest.fixture

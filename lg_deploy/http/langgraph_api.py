@@ -21,10 +21,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from lg_deploy.errors import ExecutionNotFound, InvalidTransition
+from lg_deploy.errors import ExecutionNotFound, InvalidTransition, ThreadBusy, ThreadNotFound
 from lg_deploy.http.errors import ApiError, request_id_of, validation_details
-from lg_deploy.http.langgraph_run_body import NOT_SUPPORTED, RunBody, RunCreate, RunWait
-from lg_deploy.http.langgraph_threads import thread_routes
+from lg_deploy.http.langgraph_run_body import (
+    NOT_SUPPORTED,
+    RunBody,
+    RunCreate,
+    RunWait,
+    ThreadRunCreate,
+    ThreadRunWait,
+)
+from lg_deploy.http.langgraph_threads import canonical_thread_id, thread_routes
 from lg_deploy.http.langgraph_unsupported import unsupported_routes
 from lg_deploy.http.requests import body_as, runtime_of
 from lg_deploy.http.schemas import json_number
@@ -32,6 +39,7 @@ from lg_deploy.http.waiting import FinishWaiter
 from lg_deploy.models import ExecutionState, ExecutionStatus
 from lg_deploy.runtime import Runtime
 from lg_deploy.settings import Settings
+from lg_deploy.threads.models import RunAdmission
 
 # The platform's namespace for default assistant ids: uuid5(NAMESPACE_GRAPH, graph_id).
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
@@ -40,7 +48,14 @@ RUN_STATUS = {
     ExecutionStatus.RUNNING: "running",
     ExecutionStatus.COMPLETED: "success",
     ExecutionStatus.FAILED: "error",
+    # The platform's run ends "success" when its graph stops at an interrupt; its thread says
+    # "interrupted" (lg_deploy.threads).
+    ExecutionStatus.INTERRUPTED: "success",
 }
+BUSY_MESSAGE = (
+    "Thread is already running a task. Wait for it to finish or choose a different multitask"
+    " strategy."
+)
 CANCELLED_ERROR = "cancelled"  # the error the worker and the SQL write on a cancelled execution
 INTERRUPTED = "interrupted"
 _ERROR_TYPE = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_.]*): (?P<message>.*)$", re.DOTALL)
@@ -132,9 +147,24 @@ def run_status(state: ExecutionState) -> str:
     return INTERRUPTED if is_cancelled(state) else RUN_STATUS[state.status]
 
 
+def thread_of(state: ExecutionState) -> str:
+    """The thread a run is on: its own, or for a thread-less run its run id (as there)."""
+    return state.thread_id or state.execution_id
+
+
 def run_of(state: ExecutionState, multitask_strategy: str | None = None) -> dict[str, Any]:
     """An execution as the platform's Run object."""
-    thread = state.execution_id
+    thread = thread_of(state)
+    config = {**state.config}
+    config["configurable"] = {**config.get("configurable", {}), "thread_id": thread}
+    kwargs = {
+        "input": state.input,
+        "command": state.command,
+        "config": config,
+        "context": state.context,
+        "interrupt_before": state.interrupt_before,
+        "interrupt_after": state.interrupt_after,
+    }
     return Run(
         run_id=state.execution_id,
         thread_id=thread,
@@ -143,15 +173,16 @@ def run_of(state: ExecutionState, multitask_strategy: str | None = None) -> dict
         created_at=state.created_at.isoformat(),
         updated_at=state.updated_at.isoformat(),
         metadata=state.metadata,
-        kwargs={"input": state.input, "config": {"configurable": {"thread_id": thread}}},
-        multitask_strategy=multitask_strategy or "enqueue",  # the platform's default
+        kwargs=kwargs,
+        # the platform's default
+        multitask_strategy=multitask_strategy or state.multitask_strategy or "enqueue",
     ).model_dump()
 
 
 def outcome_of(state: ExecutionState) -> dict[str, Any]:
     """What /runs/wait and /join answer: the output, or the platform's __error__ object; a
     cancelled run, like an interrupted one there, answers its values (none reach lg-deploy)."""
-    if state.status == ExecutionStatus.COMPLETED:
+    if state.status in (ExecutionStatus.COMPLETED, ExecutionStatus.INTERRUPTED):
         return state.output or {}
     if state.status == ExecutionStatus.FAILED and not is_cancelled(state):
         text = state.error or "failed"
@@ -197,25 +228,83 @@ async def get_assistant(request: Request) -> Response:
     )
 
 
-async def _create_run(request: Request, model: type[RunBody]) -> tuple[ExecutionState, RunBody]:
+def _new_run(request: Request, body: RunBody, thread_id: str | None) -> ExecutionState:
+    """The QUEUED execution a run body asks for, on `thread_id` (None: thread-less)."""
     runtime = runtime_of(request)
     settings: Settings = request.state.settings
+    config = dict(body.config or {})
+    checkpoint = {**(body.checkpoint or {})}
+    if body.checkpoint_id is not None:
+        checkpoint["checkpoint_id"] = body.checkpoint_id
+    if checkpoint:
+        config["configurable"] = {**config.get("configurable", {}), **checkpoint}
+    try:
+        return ExecutionState(
+            graph_id=_graph_for(runtime, body.assistant_id),
+            input=body.input if thread_id is not None else body.input or {},
+            metadata=body.metadata or {},
+            max_attempts=settings.max_attempts,
+            request_id=request_id_of(request.scope) or None,
+            thread_id=thread_id,
+            config=config,
+            context=body.context or {},
+            command=body.command_json(),
+            interrupt_before=body.breakpoints(body.interrupt_before),
+            interrupt_after=body.breakpoints(body.interrupt_after),
+            multitask_strategy=body.multitask_strategy if thread_id is not None else None,
+        )
+    except ValidationError as error:
+        raise ApiError(422, "run body is invalid", details=validation_details(error)) from None
+
+
+async def _create_run(request: Request, model: type[RunBody]) -> tuple[ExecutionState, RunBody]:
+    """A thread-less run; a resume needs a thread (400, as the platform answers)."""
     body = await _run_body(request, model)
-    graph_id = _graph_for(runtime, body.assistant_id)
-    state = ExecutionState(
-        graph_id=graph_id,
-        input=body.input or {},
-        metadata=body.metadata or {},
-        max_attempts=settings.max_attempts,
-        request_id=request_id_of(request.scope) or None,
-    )
+    if body.command is not None:
+        raise ApiError(400, "You must provide a thread_id when resuming.")
+    state = _new_run(request, body, None)
+    runtime = runtime_of(request)
     stored = await runtime.store.create(state, delay_seconds=body.after_seconds or 0.0)
     runtime.announce()
     return stored, body
 
 
+async def _create_thread_run(request: Request, model: type[RunBody]) -> ExecutionState:
+    """A run on the path's thread, by its multitask strategy: `reject` refuses one while a run
+    is in flight (409), `interrupt` cancels those first, `enqueue` (the default) queues it."""
+    thread_id = canonical_thread_id(request.path_params["thread_id"])
+    body = await _run_body(request, model)
+    state = _new_run(request, body, thread_id)
+    runtime = runtime_of(request)
+    strategy = body.multitask_strategy or "enqueue"
+    if strategy == "interrupt":
+        for run in await runtime.store.list_thread_runs(thread_id, limit=1000):
+            if not run.is_final:
+                with contextlib.suppress(ExecutionNotFound, InvalidTransition):
+                    await runtime.cancel(run.execution_id)
+    admission = RunAdmission(
+        create_thread=body.if_not_exists == "create",
+        reject_if_busy=strategy == "reject",
+        assistant_id=assistant_id_of(state.graph_id),
+        delay_seconds=body.after_seconds or 0.0,
+    )
+    try:
+        stored = await runtime.threads.submit_run(state, admission)
+    except ThreadNotFound:
+        raise ApiError(404, "Thread or assistant not found.", thread_id=thread_id) from None
+    except ThreadBusy:
+        raise ApiError(409, BUSY_MESSAGE, thread_id=thread_id) from None
+    runtime.announce()
+    return stored
+
+
 def _run_headers(state: ExecutionState) -> dict[str, str]:
-    return {"Content-Location": f"/threads/{state.execution_id}/runs/{state.execution_id}"}
+    return {"Content-Location": f"/threads/{thread_of(state)}/runs/{state.execution_id}"}
+
+
+def _wait_headers(state: ExecutionState) -> dict[str, str]:
+    join = f"/threads/{thread_of(state)}/runs/{state.execution_id}/join"
+    return {**_run_headers(state), "Location": join}
 
 
 async def create_run(request: Request) -> Response:
@@ -224,13 +313,27 @@ async def create_run(request: Request) -> Response:
     return JSONResponse(run_of(stored, body.multitask_strategy), headers=_run_headers(stored))
 
 
+async def create_thread_run(request: Request) -> Response:
+    """POST /threads/{thread_id}/runs: a background run on the thread; answers the Run."""
+    stored = await _create_thread_run(request, ThreadRunCreate)
+    return JSONResponse(run_of(stored), headers=_run_headers(stored))
+
+
 async def wait_run(request: Request) -> Response:
     """POST /runs/wait: create a run and answer its output once final, spaces meanwhile."""
     stored, _ = await _create_run(request, RunWait)
+    return _outcome_response(request, stored)
+
+
+async def wait_thread_run(request: Request) -> Response:
+    """POST /threads/{thread_id}/runs/wait: a run on the thread, answered once final."""
+    return _outcome_response(request, await _create_thread_run(request, ThreadRunWait))
+
+
+def _outcome_response(request: Request, state: ExecutionState) -> Response:
     waiter: FinishWaiter = request.state.waiter
-    stream = _outcome_stream(waiter, stored.execution_id, _keepalive(request))
-    headers = _run_headers(stored)
-    return StreamingResponse(stream, media_type="application/json", headers=headers)
+    stream = _outcome_stream(waiter, state.execution_id, _keepalive(request))
+    return StreamingResponse(stream, media_type="application/json", headers=_wait_headers(state))
 
 
 def _keepalive(request: Request) -> float:
@@ -256,14 +359,20 @@ async def _outcome_stream(
 
 
 async def _thread_run(request: Request) -> ExecutionState:
+    """The run the path names, on the thread it names (a thread-less run's thread is its id)."""
     thread_id, run_id = request.path_params["thread_id"], request.path_params["run_id"]
     state = None
     with contextlib.suppress(ValueError):
-        if uuid.UUID(thread_id) == uuid.UUID(run_id):
-            state = await runtime_of(request).store.get(str(uuid.UUID(run_id)))
-    if state is None:
+        state = await runtime_of(request).store.get(str(uuid.UUID(run_id)))
+    if state is None or not _on_thread(state, thread_id):
         raise ApiError(404, f"run {run_id} not found in thread {thread_id}")
     return state
+
+
+def _on_thread(state: ExecutionState, thread_id: str) -> bool:
+    with contextlib.suppress(ValueError):
+        return thread_of(state) == str(uuid.UUID(thread_id))
+    return False
 
 
 async def get_run(request: Request) -> Response:
@@ -271,23 +380,37 @@ async def get_run(request: Request) -> Response:
     return JSONResponse(run_of(await _thread_run(request)))
 
 
+async def delete_run(request: Request) -> Response:
+    """DELETE /threads/{thread_id}/runs/{run_id}: a finished run goes (409 while in flight)."""
+    state = await _thread_run(request)
+    if not await runtime_of(request).store.delete_final(state.execution_id):
+        raise ApiError(409, f"run {state.execution_id} is {run_status(state)}: cancel it first")
+    return Response(status_code=204)
+
+
 async def list_runs(request: Request) -> Response:
-    """GET /threads/{thread_id}/runs: a thread-less run's thread holds that one run."""
+    """GET /threads/{thread_id}/runs: a thread's runs newest first; a thread-less run's thread
+    holds that one run."""
     thread_id = request.path_params["thread_id"]
-    state = None
-    with contextlib.suppress(ValueError):
-        state = await runtime_of(request).store.get(str(uuid.UUID(thread_id)))
-    if state is None:
-        raise ApiError(404, f"thread {thread_id} not found")
     params = request.query_params
     try:
         limit, offset = int(params.get("limit", 10)), int(params.get("offset", 0))
     except ValueError:
         raise ApiError(422, "limit and offset must be whole numbers") from None
-    runs = [run_of(state)]
-    if params.get("status") not in (None, run_status(state)):
-        runs = []
-    return JSONResponse(runs[offset : offset + limit])
+    if limit < 1 or offset < 0:
+        raise ApiError(422, "limit must be at least 1 and offset at least 0")
+    runtime = runtime_of(request)
+    wanted = params.get("status")
+    canonical = canonical_thread_id(thread_id)
+    if await runtime.threads.get(canonical) is not None:
+        runs = await runtime.store.list_thread_runs(canonical, limit=10_000)
+        found = [run_of(r) for r in runs if wanted in (None, run_status(r))]
+        return JSONResponse(found[offset : offset + limit])
+    state = await runtime.store.get(canonical)
+    if state is None or state.thread_id is not None:
+        raise ApiError(404, f"thread {thread_id} not found")
+    runs_ = [run_of(state)] if wanted in (None, run_status(state)) else []
+    return JSONResponse(runs_[offset : offset + limit])
 
 
 async def join_run(request: Request) -> Response:
@@ -323,7 +446,10 @@ def langgraph_routes() -> list[BaseRoute]:
         Route("/runs", create_run, methods=["POST"]),
         Route("/runs/wait", wait_run, methods=["POST"]),
         Route(runs, list_runs, methods=["GET"]),
+        Route(runs, create_thread_run, methods=["POST"]),
+        Route(runs + "/wait", wait_thread_run, methods=["POST"]),
         Route(runs + "/{run_id}", get_run, methods=["GET"]),
+        Route(runs + "/{run_id}", delete_run, methods=["DELETE"]),
         Route(runs + "/{run_id}/join", join_run, methods=["GET"]),
         Route(runs + "/{run_id}/cancel", cancel_run, methods=["POST"]),
         *thread_routes(),

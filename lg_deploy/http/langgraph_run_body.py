@@ -1,10 +1,10 @@
 """The body of the platform's run-creating routes, key by key: honoured, ignored or refused.
 
 RunBody holds the keys lg-deploy honours and those it accepts and ignores because they cannot
-change a thread-less background run. REFUSED_RUN_KEYS is the one table of the keys that would
-change what a run does and that lg-deploy does not do yet: only the values that ask for nothing
-pass, any other is a 422 `not_supported` naming the key. Lifting a refusal is deleting its row
-(and honouring the key).
+change a background run. REFUSED_RUN_KEYS (thread-less) and REFUSED_THREAD_RUN_KEYS are the
+tables of the keys that would change what a run does and that lg-deploy does not do yet: only
+the values that ask for nothing pass, any other is a 422 `not_supported` naming the key.
+Lifting a refusal is deleting its row (and honouring the key).
 """
 
 from __future__ import annotations
@@ -21,17 +21,14 @@ from pydantic import (
     WrapValidator,
     create_model,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from lg_deploy.http.schemas import check_storable, json_number
 
 NOT_SUPPORTED = "not_supported"
-_NO_ITEMS = Field(max_length=0)
 NOTHING = None
-EMPTY_LIST = Annotated[list[Any], _NO_ITEMS] | None
-# An object of empty values: {"configurable": {}} asks for nothing either.
-EMPTY_OBJECT = dict[str, Annotated[dict[str, Any], _NO_ITEMS] | EMPTY_LIST] | None
 
 
 class Refusal(NamedTuple):
@@ -43,42 +40,90 @@ class Refusal(NamedTuple):
 
 
 _NULL_OR_EMPTY = "null or empty values"
+_EMPTY_OBJECT = dict[str, Annotated[dict[str, Any], Field(max_length=0)]] | None
 REFUSED_RUN_KEYS: dict[str, Refusal] = {
-    "config": Refusal("per-run config", EMPTY_OBJECT, _NULL_OR_EMPTY),
-    "context": Refusal("per-run context", EMPTY_OBJECT, _NULL_OR_EMPTY),
-    "command": Refusal("commands (resume, update, goto)", EMPTY_OBJECT, _NULL_OR_EMPTY),
-    "interrupt_before": Refusal("breakpoints", EMPTY_LIST, "null or []"),
-    "interrupt_after": Refusal("breakpoints", EMPTY_LIST, "null or []"),
     "webhook": Refusal("completion webhooks", NOTHING, "null"),
-    "checkpoint": Refusal("starting from a checkpoint", EMPTY_OBJECT, _NULL_OR_EMPTY),
-    "checkpoint_id": Refusal("starting from a checkpoint", NOTHING, "null"),
+    "checkpoint": Refusal(
+        "starting from a checkpoint without a thread", _EMPTY_OBJECT, _NULL_OR_EMPTY
+    ),
+    "checkpoint_id": Refusal("starting from a checkpoint without a thread", NOTHING, "null"),
     "on_completion": Refusal(
         "keeping the run's thread", Literal["delete"] | None, 'null or "delete"'
     ),
 }
-REFUSED_WAIT_KEYS: dict[str, Refusal] = {
-    **REFUSED_RUN_KEYS,
-    "on_disconnect": Refusal(
-        "cancelling the run when the client disconnects",
-        Literal["continue"] | None,
-        'null or "continue"',
+REFUSED_THREAD_RUN_KEYS: dict[str, Refusal] = {
+    "webhook": REFUSED_RUN_KEYS["webhook"],
+    "multitask_strategy": Refusal(
+        "rolling back the runs in flight (rollback)",
+        Literal["reject", "enqueue", "interrupt"] | None,
+        '"reject", "enqueue" or "interrupt"',
     ),
 }
+_ON_DISCONNECT = Refusal(
+    "cancelling the run when the client disconnects",
+    Literal["continue"] | None,
+    'null or "continue"',
+)
+
+
+class Send(BaseModel):
+    """A LangGraph Send in a command's goto: run `node` with `input`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node: str = Field(min_length=1, max_length=200)
+    input: Any = None
+
+
+class RunCommand(BaseModel):
+    """A LangGraph Command: the value for a pending interrupt, a state update, where to go."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resume: Any = None
+    update: dict[str, Any] | list[tuple[str, Any]] | None = None
+    goto: Send | str | list[Send | str] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The command as stored: only the keys given."""
+        stored: dict[str, Any] = self.model_dump(mode="json", exclude_unset=True)
+        return stored
+
+    @model_validator(mode="after")
+    def _storable(self) -> RunCommand:
+        check_storable(self.as_json())
+        return self
+
+
+Breakpoints = Literal["*"] | list[Annotated[str, Field(min_length=1, max_length=200)]] | None
 
 
 class RunBody(BaseModel):
-    """Keys honoured (assistant_id, input, metadata, after_seconds) and keys accepted and
-    ignored; keys the platform does not define are ignored too."""
+    """Keys honoured (assistant_id, input, command, metadata, config, context, breakpoints,
+    after_seconds, multitask_strategy) and keys accepted and ignored; keys the platform does
+    not define are ignored too."""
 
     model_config = ConfigDict(extra="ignore")
 
     assistant_id: str = Field(min_length=1, max_length=200, description="a graph name or uuid5")
     input: dict[str, Any] | None = None
+    command: RunCommand | None = None
     metadata: dict[str, Any] | None = None
+    config: dict[str, Any] | None = Field(
+        default=None, description="LangGraph config: configurable, tags, recursion_limit"
+    )
+    context: dict[str, Any] | None = Field(default=None, description="the graph's runtime context")
+    interrupt_before: Breakpoints = None
+    interrupt_after: Breakpoints = None
     after_seconds: float | None = Field(default=None, ge=0, le=31_536_000)
-    # Ignored: a thread-less run is alone on its thread, so no strategy or thread rule applies.
-    multitask_strategy: str | None = Field(default=None, description="ignored; echoed back")
-    if_not_exists: Literal["reject", "create"] | None = Field(default=None, description="ignored")
+    multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] | None = Field(
+        default=None, description="what to do when the thread is busy (thread-less: ignored)"
+    )
+    if_not_exists: Literal["reject", "create"] | None = Field(
+        default=None, description="create a missing thread, or 404 (thread-less: ignored)"
+    )
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_id: str | None = Field(default=None, max_length=200)
     # Ignored: lg-deploy saves every step when its checkpointer is on, whatever is asked.
     durability: Literal["sync", "async", "exit"] | None = Field(default=None, description="ignored")
     checkpoint_during: StrictBool | None = Field(default=None, description="ignored")
@@ -87,8 +132,8 @@ class RunBody(BaseModel):
     stream_subgraphs: StrictBool | None = Field(default=None, description="ignored")
     stream_resumable: StrictBool | None = Field(default=None, description="ignored")
     feedback_keys: list[str] | None = Field(default=None, description="ignored")
-    # Ignored: no LangSmith tracing; no resume (command is refused); a background run has no
-    # client connection to lose (refused on /runs/wait, see REFUSED_WAIT_KEYS).
+    # Ignored: no LangSmith tracing; a background run has no client connection to lose (refused
+    # on the wait routes, see _ON_DISCONNECT).
     langsmith_tracer: dict[str, Any] | None = Field(default=None, description="ignored")
     strict_resume: StrictBool | None = Field(default=None, description="ignored")
     on_disconnect: Literal["cancel", "continue"] | None = Field(default=None, description="ignored")
@@ -98,11 +143,21 @@ class RunBody(BaseModel):
     def _number_only(cls, value: Any) -> Any:
         return json_number(value)
 
-    @field_validator("input", "metadata")
+    @field_validator("input", "metadata", "config", "context")
     @classmethod
     def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         checked: dict[str, Any] | None = check_storable(value)
         return checked
+
+    def breakpoints(self, which: Breakpoints) -> list[str] | None:
+        """Breakpoints as stored: a list of node names, ["*"] for every node."""
+        return ["*"] if which == "*" else which
+
+    def command_json(self) -> dict[str, Any] | None:
+        """The command as stored (only the keys given)."""
+        if self.command is None:
+            return None
+        return self.command.as_json()
 
 
 def _refusing(refusal: Refusal) -> Any:
@@ -130,4 +185,13 @@ def _run_model(name: str, doc: str, refused: dict[str, Refusal]) -> type[RunBody
 
 
 RunCreate = _run_model("RunCreate", "Body of POST /runs.", REFUSED_RUN_KEYS)
+REFUSED_WAIT_KEYS: dict[str, Refusal] = {**REFUSED_RUN_KEYS, "on_disconnect": _ON_DISCONNECT}
 RunWait = _run_model("RunWait", "Body of POST /runs/wait.", REFUSED_WAIT_KEYS)
+ThreadRunCreate = _run_model(
+    "ThreadRunCreate", "Body of POST /threads/{thread_id}/runs.", REFUSED_THREAD_RUN_KEYS
+)
+ThreadRunWait = _run_model(
+    "ThreadRunWait",
+    "Body of POST /threads/{thread_id}/runs/wait.",
+    {**REFUSED_THREAD_RUN_KEYS, "on_disconnect": _ON_DISCONNECT},
+)

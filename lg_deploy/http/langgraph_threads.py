@@ -44,7 +44,7 @@ def _refuse(name: str, value: Any) -> None:
         raise ApiError(422, f"{name}: not supported by lg-deploy yet", code=NOT_SUPPORTED)
 
 
-def _thread_id(text: str) -> str:
+def canonical_thread_id(text: str) -> str:
     """A thread id in canonical form; 404 for one that is not a UUID (no such thread)."""
     try:
         return str(uuid.UUID(text))
@@ -149,7 +149,7 @@ async def create_thread(request: Request) -> Response:
 
 async def get_thread(request: Request) -> Response:
     """GET /threads/{thread_id}."""
-    thread_id = _thread_id(request.path_params["thread_id"])
+    thread_id = canonical_thread_id(request.path_params["thread_id"])
     thread = await runtime_of(request).threads.get(thread_id)
     if thread is None:
         raise ApiError(404, f"thread {thread_id} not found")
@@ -158,7 +158,7 @@ async def get_thread(request: Request) -> Response:
 
 async def patch_thread(request: Request) -> Response:
     """PATCH /threads/{thread_id}: merge metadata; 204 with `Prefer: return=minimal`."""
-    thread_id = _thread_id(request.path_params["thread_id"])
+    thread_id = canonical_thread_id(request.path_params["thread_id"])
     body = await body_as(request, ThreadPatch)
     _refuse("ttl", body.ttl)
     thread = await runtime_of(request).threads.merge_metadata(thread_id, body.metadata or {})
@@ -171,7 +171,7 @@ async def patch_thread(request: Request) -> Response:
 
 async def delete_thread(request: Request) -> Response:
     """DELETE /threads/{thread_id}: 204, or 404 when there is no such thread."""
-    thread_id = _thread_id(request.path_params["thread_id"])
+    thread_id = canonical_thread_id(request.path_params["thread_id"])
     if not await runtime_of(request).threads.delete(thread_id):
         raise ApiError(404, f"thread {thread_id} not found")
     return Response(status_code=204)

@@ -1,7 +1,7 @@
 """The LangGraph Platform routes lg-deploy does not serve yet: JSON `not_supported` naming them.
 
 A path lg-deploy does not serve answers 501. A platform method on a path it serves with other
-methods (DELETE of a run, POST of a thread's runs, PATCH of an assistant) answers 405 with the
+methods (PATCH of an assistant, POST of a thread's state) answers 405 with the
 same body and an Allow header: the resource exists, that method is not allowed on it here, as
 its OpenAPI document says. Starlette takes a full match (path and method) over a partial one,
 so these routes sit after the served ones; a method the platform lacks too answers a plain 405,
@@ -23,11 +23,9 @@ FEATURES = {
     "assistants": "creating, counting, changing or deleting assistants is",
     "assistant-details": "assistant graphs, schemas, subgraphs and versions are",
     "threads": "copying threads, and their state, history and streams are",
-    "thread-runs": "runs on a thread are",
     "streaming": "streaming is",
     "run-batches": "batches of runs are",
     "run-bulk-cancel": "cancelling many runs at once is",
-    "run-deletes": "deleting runs is",
     "crons": "crons are",
     "store": "the store is",
     "mcp": "MCP is",
@@ -61,10 +59,7 @@ UNSUPPORTED_ROUTES: list[tuple[str, tuple[str, ...], str]] = [
     (_THREAD + "/stream", ("GET",), "threads"),
     (_THREAD + "/stream/events", ("POST",), "threads"),
     (_THREAD + "/commands", ("POST",), "threads"),
-    (_THREAD + "/runs", ("POST",), "thread-runs"),
-    (_THREAD + "/runs/wait", ("POST",), "thread-runs"),
     (_THREAD + "/runs/stream", ("POST",), "streaming"),
-    (_RUN, ("DELETE",), "run-deletes"),
     (_RUN + "/stream", ("GET",), "streaming"),
     ("/runs/stream", ("POST",), "streaming"),
     ("/runs/{run_id}/stream", ("GET",), "streaming"),

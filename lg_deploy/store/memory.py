@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +30,8 @@ from lg_deploy.models import (
 )
 from lg_deploy.store.rules import check_new, check_transition, explain_refusal, lease_expiry_outcome
 
+ThreadFollower = Callable[[ExecutionState, list[ExecutionState]], None]
+
 
 class InMemoryExecutionStore:
     """Single-process store for development and tests; state is lost when the process ends."""
@@ -39,6 +41,9 @@ class InMemoryExecutionStore:
         self._events: dict[str, list[ExecutionEvent]] = {}
         self._event_ids = itertools.count(1)
         self._lock = asyncio.Lock()
+        # What the threads trigger does: told of each insert or status change of a thread run,
+        # with all the runs of its thread (InMemoryThreadStore sets it).
+        self.thread_follower: ThreadFollower | None = None
 
     async def create(self, state: ExecutionState, *, delay_seconds: float = 0.0) -> ExecutionState:
         """Persist a new QUEUED execution and return it as stored (see ExecutionStore.create)."""
@@ -89,6 +94,7 @@ class InMemoryExecutionStore:
                     "output": finish.output,
                     "error": finish.error,
                     "traceback": finish.traceback,
+                    "interrupts": finish.interrupts,
                 }
                 results.append(self._change_held(worker_id, finish.running, changes))
         return results
@@ -154,7 +160,7 @@ class InMemoryExecutionStore:
             ]
             due.sort(key=lambda row: (-row.priority, row.run_at, row.execution_id))
             claimed = []
-            for row in due[:limit]:
+            for row in [row for row in due if self._thread_allows(row)][:limit]:
                 running = row.evolve(
                     status=ExecutionStatus.RUNNING,
                     attempts=row.attempts + 1,
@@ -163,6 +169,22 @@ class InMemoryExecutionStore:
                 )
                 claimed.append(self._store_change(row, running))
             return claimed
+
+    def _thread_allows(self, row: ExecutionState) -> bool:
+        """The claim's thread gate: no RUNNING run on the thread, no older QUEUED one."""
+        if row.thread_id is None:
+            return True
+        return not any(
+            other.thread_id == row.thread_id
+            and (
+                other.status == ExecutionStatus.RUNNING
+                or (
+                    other.status == ExecutionStatus.QUEUED
+                    and _oldest_first_key(other) < _oldest_first_key(row)
+                )
+            )
+            for other in self._rows.values()
+        )
 
     async def release_unstarted(
         self, worker_id: str, states: Sequence[ExecutionState], reason: str
@@ -218,6 +240,33 @@ class InMemoryExecutionStore:
             and (graph_id is None or row.graph_id == graph_id)
         ]
         return rows[:limit]
+
+    async def list_thread_runs(
+        self,
+        thread_id: str,
+        *,
+        status: ExecutionStatus | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> list[ExecutionState]:
+        """A thread's runs newest first, optionally of one status; one page."""
+        rows = sorted(self._rows.values(), key=_newest_first_key, reverse=True)
+        mine = [r for r in rows if r.thread_id == thread_id and status in (None, r.status)]
+        return mine[offset : offset + limit]
+
+    async def delete_final(self, execution_id: str) -> bool:
+        """Delete a finished execution and its events; False when absent or still in flight."""
+        async with self._lock:
+            row = self._rows.get(execution_id)
+            if row is None or not row.is_final:
+                return False
+            del self._rows[execution_id]
+            del self._events[execution_id]
+            return True
+
+    def runs_of_thread(self, thread_id: str) -> list[ExecutionState]:
+        """Every run of one thread, in no order."""
+        return [row for row in self._rows.values() if row.thread_id == thread_id]
 
     async def events(self, execution_id: str) -> list[ExecutionEvent]:
         """The history of one execution, oldest first (empty for an unknown id)."""
@@ -306,6 +355,8 @@ class InMemoryExecutionStore:
             traceback=state.traceback if carries_error and from_status is not None else None,
         )
         self._events[state.execution_id].append(event)
+        if state.thread_id is not None and self.thread_follower is not None:
+            self.thread_follower(state, self.runs_of_thread(state.thread_id))
 
 
 def _owned(row: ExecutionState, worker_id: str, attempt: int) -> bool:
@@ -314,6 +365,10 @@ def _owned(row: ExecutionState, worker_id: str, attempt: int) -> bool:
         and row.worker_id == worker_id
         and row.attempts == attempt
     )
+
+
+def _oldest_first_key(state: ExecutionState) -> tuple[Any, str]:
+    return (state.created_at, state.execution_id)
 
 
 def _newest_first_key(state: ExecutionState) -> tuple[Any, str]:

@@ -58,8 +58,34 @@ def row_to_state(row: dict[str, Any]) -> ExecutionState:
     """
     fields = {name: row[name] for name in STATE_FIELDS}
     fields["execution_id"] = str(row["execution_id"])
+    if row["thread_id"] is not None:
+        fields["thread_id"] = str(row["thread_id"])
     fields["status"] = ExecutionStatus(row["status"])
     return ExecutionState.model_construct(**fields)
+
+
+def insert_params(state: ExecutionState, delay_seconds: float) -> dict[str, Any]:
+    """The parameters of query insert_execution for a new execution."""
+    return {
+        "execution_id": state.execution_id,
+        "graph_id": state.graph_id,
+        "input": None if state.input is None else Jsonb(state.input),
+        "max_attempts": state.max_attempts,
+        "priority": state.priority,
+        "run_at": state.run_at if "run_at" in state.model_fields_set else None,
+        "request_id": state.request_id,
+        "idempotency_key": state.idempotency_key,
+        "timeout_seconds": state.timeout_seconds,
+        "metadata": Jsonb(state.metadata),
+        "delay_seconds": delay_seconds,
+        "thread_id": state.thread_id,
+        "config": Jsonb(state.config),
+        "context": Jsonb(state.context),
+        "command": None if state.command is None else Jsonb(state.command),
+        "interrupt_before": state.interrupt_before,
+        "interrupt_after": state.interrupt_after,
+        "multitask_strategy": state.multitask_strategy,
+    }
 
 
 class PostgresExecutionStore:
@@ -76,19 +102,7 @@ class PostgresExecutionStore:
     async def create(self, state: ExecutionState, *, delay_seconds: float = 0.0) -> ExecutionState:
         """Persist a new QUEUED execution (clocks from the database; see ExecutionStore.create)."""
         check_new(state)
-        params = {
-            "execution_id": state.execution_id,
-            "graph_id": state.graph_id,
-            "input": Jsonb(state.input),
-            "max_attempts": state.max_attempts,
-            "priority": state.priority,
-            "run_at": state.run_at if "run_at" in state.model_fields_set else None,
-            "request_id": state.request_id,
-            "idempotency_key": state.idempotency_key,
-            "timeout_seconds": state.timeout_seconds,
-            "metadata": Jsonb(state.metadata),
-            "delay_seconds": delay_seconds,
-        }
+        params = insert_params(state, delay_seconds)
         try:
             row = await self._fetch_one(query("insert_execution"), params)
         except psycopg.errors.UniqueViolation as error:
@@ -118,6 +132,7 @@ class PostgresExecutionStore:
         check_transition(state, expected_status)
         params: dict[str, Any] = {name: getattr(state, name) for name in MUTABLE_FIELDS}
         params["output"] = None if state.output is None else Jsonb(state.output)
+        params["interrupts"] = None if state.interrupts is None else Jsonb(state.interrupts)
         params.update(
             execution_id=state.execution_id,
             expected_status=expected_status,
@@ -145,10 +160,14 @@ class PostgresExecutionStore:
                 "output": finish.output,
                 "error": finish.error,
                 "traceback": finish.traceback,
+                "interrupts": finish.interrupts,
             }
             for finish in finishes
         ]
-        kept = [{"output": f.output, "traceback": f.traceback} for f in finishes]
+        kept = [
+            {"output": f.output, "traceback": f.traceback, "interrupts": f.interrupts}
+            for f in finishes
+        ]
         runs = [finish.running for finish in finishes]
         return await self._write_held("finish_running", worker_id, runs, rows, kept)
 
@@ -230,6 +249,24 @@ class PostgresExecutionStore:
         }
         rows = await self._fetch_all(query("list_executions"), params)
         return [row_to_state(row) for row in rows]
+
+    async def list_thread_runs(
+        self,
+        thread_id: str,
+        *,
+        status: ExecutionStatus | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> list[ExecutionState]:
+        """A thread's runs newest first, optionally of one status; one page."""
+        params = {"thread_id": thread_id, "status": status, "limit": limit, "offset": offset}
+        rows = await self._fetch_all(query("list_thread_runs"), params)
+        return [row_to_state(row) for row in rows]
+
+    async def delete_final(self, execution_id: str) -> bool:
+        """Delete a finished execution and its events; False when absent or still in flight."""
+        params = {"execution_id": execution_id}
+        return await self._fetch_one(query("delete_final_execution"), params) is not None
 
     async def events(self, execution_id: str) -> list[ExecutionEvent]:
         """The history of one execution, oldest first (empty for an unknown id)."""

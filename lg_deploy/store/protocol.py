@@ -74,6 +74,21 @@ class ExecutionStore(Protocol):
         """Executions newest first, optionally filtered, strictly older than `before`."""
         ...
 
+    async def list_thread_runs(
+        self,
+        thread_id: str,
+        *,
+        status: ExecutionStatus | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> list[ExecutionState]:
+        """A thread's runs newest first, optionally of one status; one page."""
+        ...
+
+    async def delete_final(self, execution_id: str) -> bool:
+        """Delete a finished execution and its events; False when absent or still in flight."""
+        ...
+
     async def events(self, execution_id: str) -> list[ExecutionEvent]:
         """The history of one execution, oldest first (empty for an unknown id)."""
         ...

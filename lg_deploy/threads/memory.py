@@ -5,8 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from lg_deploy.models import utcnow
-from lg_deploy.threads.models import Thread, ThreadQuery, ThreadStatus
+from lg_deploy.errors import ThreadBusy, ThreadNotFound
+from lg_deploy.models import ExecutionState, ExecutionStatus, utcnow
+from lg_deploy.store.memory import InMemoryExecutionStore
+from lg_deploy.threads.models import RunAdmission, Thread, ThreadQuery, ThreadStatus
+
+INTERRUPT_KEY = "__interrupt__"
 
 
 def _contains(stored: Any, wanted: Any) -> bool:
@@ -32,10 +36,14 @@ def _matches(thread: Thread, query: ThreadQuery) -> bool:
 
 
 class InMemoryThreadStore:
-    """Threads of one process (the memory backend)."""
+    """Threads of one process (the memory backend); over `executions`, they follow their runs
+    as lg_deploy.threads_follow_runs makes them in SQL."""
 
-    def __init__(self) -> None:
+    def __init__(self, executions: InMemoryExecutionStore | None = None) -> None:
         self._threads: dict[str, Thread] = {}
+        self._executions = executions
+        if executions is not None:
+            executions.thread_follower = self._follow
 
     async def create(self, thread_id: str | None, metadata: dict[str, Any]) -> Thread | None:
         """A new idle thread (a fresh id when None); None when `thread_id` is taken."""
@@ -92,3 +100,58 @@ class InMemoryThreadStore:
     async def count(self, query: ThreadQuery) -> int:
         """How many threads match `query`'s filters and ids (its order and page aside)."""
         return sum(1 for t in self._threads.values() if _matches(t, query))
+
+    async def submit_run(self, state: ExecutionState, admission: RunAdmission) -> ExecutionState:
+        """Add a QUEUED run to its thread (see ThreadStore.submit_run)."""
+        if self._executions is None:
+            raise RuntimeError("this thread store has no executions to add runs to")
+        thread_id = state.thread_id
+        assert thread_id is not None
+        thread = await self.get(thread_id)
+        if thread is None:
+            if not admission.create_thread:
+                raise ThreadNotFound(thread_id)
+            thread = await self.create(thread_id, {})
+            assert thread is not None
+        runs = self._executions.runs_of_thread(thread.thread_id)
+        if admission.reject_if_busy and any(not run.is_final for run in runs):
+            raise ThreadBusy(thread_id)
+        if not {"graph_id", "assistant_id"} <= thread.metadata.keys():
+            labels = {"graph_id": state.graph_id, "assistant_id": admission.assistant_id}
+            metadata = {**labels, **thread.metadata}
+            self._threads[thread.thread_id] = thread.model_copy(update={"metadata": metadata})
+        return await self._executions.create(state, delay_seconds=admission.delay_seconds)
+
+    def _follow(self, changed: ExecutionState, runs: list[ExecutionState]) -> None:
+        """What the threads trigger does when a run of a thread is inserted or changes status."""
+        thread = self._threads.get(changed.thread_id or "")
+        if thread is None:
+            return
+        update: dict[str, Any] = {"updated_at": utcnow()}
+        if changed.is_final:
+            update["state_updated_at"] = update["updated_at"]
+            if changed.status != ExecutionStatus.FAILED and changed.output is not None:
+                values = {k: v for k, v in changed.output.items() if k != INTERRUPT_KEY}
+                update["values"] = values
+            update["interrupts"] = (
+                changed.interrupts or {} if changed.status == ExecutionStatus.INTERRUPTED else {}
+            )
+            failed = changed.status == ExecutionStatus.FAILED and changed.error != "cancelled"
+            update["error"] = changed.error if failed else None
+        update["status"] = thread_status(runs)
+        self._threads[thread.thread_id] = thread.model_copy(update=update)
+
+
+def thread_status(runs: list[ExecutionState]) -> ThreadStatus:
+    """A thread's status from its runs, as lg_deploy.threads_follow_runs decides it."""
+    if any(not run.is_final for run in runs):
+        return ThreadStatus.BUSY
+    finished = [run for run in runs if run.finished_at is not None]
+    if not finished:
+        return ThreadStatus.IDLE
+    last = max(finished, key=lambda run: (run.finished_at, run.execution_id))
+    if last.status == ExecutionStatus.INTERRUPTED:
+        return ThreadStatus.INTERRUPTED
+    if last.status == ExecutionStatus.FAILED and last.error != "cancelled":
+        return ThreadStatus.ERROR
+    return ThreadStatus.IDLE

@@ -49,3 +49,13 @@ class ThreadQuery:
     descending: bool = True
     limit: int = 10
     offset: int = 0
+
+
+@dataclass(frozen=True)
+class RunAdmission:
+    """How a run joins its thread: create a missing thread?, refuse if one is in flight?"""
+
+    create_thread: bool = False
+    reject_if_busy: bool = False
+    assistant_id: str = ""  # labels the thread's metadata with graph_id and assistant_id
+    delay_seconds: float = 0.0  # due this long after now (after_seconds)

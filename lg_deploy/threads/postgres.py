@@ -9,7 +9,11 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.db.queries import query
-from lg_deploy.threads.models import Thread, ThreadQuery, ThreadStatus
+from lg_deploy.errors import InvalidTransition, ThreadBusy, ThreadNotFound
+from lg_deploy.models import ExecutionState
+from lg_deploy.store.postgres import insert_params, row_to_state
+from lg_deploy.store.rules import check_new
+from lg_deploy.threads.models import RunAdmission, Thread, ThreadQuery, ThreadStatus
 
 
 def row_to_thread(row: dict[str, Any]) -> Thread:
@@ -76,6 +80,42 @@ class PostgresThreadStore:
         """How many threads match `query_`'s filters and ids (its order and page aside)."""
         rows = await self._fetch("count_threads", _filters(query_))
         return int(rows[0]["count"])
+
+    async def submit_run(self, state: ExecutionState, admission: RunAdmission) -> ExecutionState:
+        """Add a QUEUED run to its thread in one transaction, the thread row locked meanwhile
+        (so two runs asking to be refused on a busy thread cannot both get in)."""
+        check_new(state)
+        thread_id = state.thread_id
+        assert thread_id is not None
+        async with (
+            self._pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            await cur.execute(query("lock_thread"), {"thread_id": thread_id})
+            if await cur.fetchone() is None:
+                if not admission.create_thread:
+                    raise ThreadNotFound(thread_id)
+                params = {"thread_id": thread_id, "metadata": Jsonb({})}
+                await cur.execute(query("insert_thread"), params)
+                await cur.execute(query("lock_thread"), {"thread_id": thread_id})
+            if admission.reject_if_busy:
+                await cur.execute(query("thread_runs_in_flight"), {"thread_id": thread_id})
+                if await cur.fetchall():
+                    raise ThreadBusy(thread_id)
+            labels = {
+                "thread_id": thread_id,
+                "graph_id": state.graph_id,
+                "assistant_id": admission.assistant_id,
+            }
+            await cur.execute(query("label_thread_graph"), labels)
+            await cur.execute(
+                query("insert_execution"), insert_params(state, admission.delay_seconds)
+            )
+            row = await cur.fetchone()
+        if row is None:  # its idempotency key is taken
+            raise InvalidTransition(state.execution_id, "idempotency key already used")
+        return row_to_state(row)
 
     async def _fetch(self, name: LiteralString, params: dict[str, Any]) -> list[dict[str, Any]]:
         async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from lg_deploy.threads.models import Thread, ThreadQuery
+from lg_deploy.models import ExecutionState
+from lg_deploy.threads.models import RunAdmission, Thread, ThreadQuery
 
 
 class ThreadStore(Protocol):
@@ -36,4 +37,12 @@ class ThreadStore(Protocol):
 
     async def count(self, query: ThreadQuery) -> int:
         """How many threads match `query`'s filters and ids (its order and page aside)."""
+        ...
+
+    async def submit_run(self, state: ExecutionState, admission: RunAdmission) -> ExecutionState:
+        """Add a QUEUED run to its thread (state.thread_id) in one step, as `admission` says.
+
+        Raises ThreadNotFound (no thread, and not to create it) or ThreadBusy (a run is in
+        flight and the run asked to be refused then); the thread is labelled with its graph.
+        """
         ...

@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from lg_deploy.errors import LgDeployError
 from lg_deploy.failures import describe_error, traceback_of
+from lg_deploy.graphs import GraphOutcome, GraphRun
 from lg_deploy.logs import bound
 from lg_deploy.metrics import Metrics
 from lg_deploy.models import ExecutionState, ExecutionStatus, Finish, Requeue, utcnow
@@ -29,11 +30,26 @@ LEASE_LOST = "lease lost"
 class GraphRunner(Protocol):
     """Runs the graph an execution names (GraphRegistry is the real one)."""
 
-    async def run(
-        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
-    ) -> dict[str, Any]:
-        """The graph's output as a JSON object; raises on failure or unknown graph."""
+    async def execute(self, run: GraphRun) -> GraphOutcome:
+        """The graph's output as a JSON object, and whether it stopped at an interrupt; raises
+        on failure or unknown graph."""
         ...
+
+
+def graph_run_of(state: ExecutionState) -> GraphRun:
+    """What an execution asks of its graph (a thread-less run's thread is its own id)."""
+    return GraphRun(
+        graph_id=state.graph_id,
+        input=state.input,
+        run_id=state.execution_id,
+        thread_id=state.thread_id or state.execution_id,
+        on_thread=state.thread_id is not None,
+        command=state.command,
+        config=state.config,
+        context=state.context,
+        interrupt_before=state.interrupt_before,
+        interrupt_after=state.interrupt_after,
+    )
 
 
 @dataclass(frozen=True)
@@ -126,12 +142,12 @@ class ExecutionRun:
         timeout = state.timeout_seconds or context.execution_timeout_seconds
         deadline: asyncio.Timeout | None = None
         try:
-            running = context.graphs.run(state.graph_id, state.input, thread_id=state.execution_id)
+            running = context.graphs.execute(graph_run_of(state))
             if timeout is None:
-                output = await running
+                outcome = await running
             else:
                 async with asyncio.timeout(timeout) as deadline:
-                    output = await running
+                    outcome = await running
         except Exception as exc:
             self.graph_done.set()
             if deadline is not None and deadline.expired():
@@ -143,7 +159,15 @@ class ExecutionRun:
             failed = Finish(state, ExecutionStatus.FAILED, error=error, traceback=trace)
             return await self._record(failed, failure=exc)
         self.graph_done.set()
-        return await self._record(Finish(state, ExecutionStatus.COMPLETED, output=output))
+        if outcome.interrupted:
+            stopped = Finish(
+                state,
+                ExecutionStatus.INTERRUPTED,
+                output=outcome.output,
+                interrupts=outcome.interrupts,
+            )
+            return await self._record(stopped)
+        return await self._record(Finish(state, ExecutionStatus.COMPLETED, output=outcome.output))
 
     async def _retry_later(self, exc: Exception, began: float) -> ExecutionState | None:
         """QUEUED again after a backoff, timed on the database clock (see `_database_now`).

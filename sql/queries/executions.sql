@@ -2,11 +2,14 @@
 -- Insert one QUEUED execution and return it; no row back when its idempotency key is taken.
 INSERT INTO lg_deploy.executions
     (execution_id, graph_id, input, max_attempts, priority, run_at, request_id, idempotency_key,
-     timeout_seconds, metadata)
+     timeout_seconds, metadata, thread_id, config, context, command, interrupt_before,
+     interrupt_after, multitask_strategy)
 VALUES
     (%(execution_id)s, %(graph_id)s, %(input)s, %(max_attempts)s, %(priority)s,
      COALESCE(%(run_at)s, now() + make_interval(secs => %(delay_seconds)s)),
-     %(request_id)s, %(idempotency_key)s, %(timeout_seconds)s, %(metadata)s)
+     %(request_id)s, %(idempotency_key)s, %(timeout_seconds)s, %(metadata)s, %(thread_id)s,
+     %(config)s, %(context)s, %(command)s, %(interrupt_before)s, %(interrupt_after)s,
+     %(multitask_strategy)s)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -31,7 +34,8 @@ SET status = %(status)s,
     priority = %(priority)s,
     run_at = %(run_at)s,
     worker_id = %(worker_id)s,
-    lease_expires_at = %(lease_expires_at)s
+    lease_expires_at = %(lease_expires_at)s,
+    interrupts = %(interrupts)s
 WHERE execution_id = %(execution_id)s
   AND status = %(expected_status)s
   AND (status <> 'RUNNING' OR (attempts = %(expected_attempts)s AND worker_id = %(expected_worker_id)s))
@@ -45,6 +49,8 @@ RETURNING *;
 -- per graph each); at each level every graph gives its oldest due rows (a range of
 -- executions_claim_idx, so rows due later cost nothing), and the level's rows are merged in
 -- claim order. The walk stops at `limit`, so only the levels it needs are read and locked.
+-- A run on a thread waits while its thread has a RUNNING run or an older QUEUED one: a thread
+-- runs one run at a time, oldest first (executions_one_running_per_thread backs this).
 WITH RECURSIVE served(graph_id) AS (
     SELECT DISTINCT unnest(%(graph_ids)s::text[])
 ),
@@ -76,6 +82,12 @@ picked AS (
               AND q.graph_id = served.graph_id
               AND q.priority = levels.priority
               AND q.run_at <= COALESCE(%(now)s::timestamptz, now())
+              AND (q.thread_id IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM lg_deploy.executions r
+                  WHERE r.thread_id = q.thread_id
+                    AND (r.status = 'RUNNING'
+                         OR (r.status = 'QUEUED'
+                             AND (r.created_at, r.execution_id) < (q.created_at, q.execution_id)))))
             ORDER BY q.run_at, q.execution_id
             LIMIT %(limit)s
             FOR UPDATE SKIP LOCKED
@@ -117,6 +129,20 @@ WHERE (%(status)s::text IS NULL OR status = %(status)s)
        OR (created_at, execution_id) < (%(before_created_at)s, %(before_execution_id)s::uuid))
 ORDER BY created_at DESC, execution_id DESC
 LIMIT %(limit)s;
+
+-- name: list_thread_runs
+-- A thread's runs, newest first, optionally of one status; one page.
+SELECT * FROM lg_deploy.executions
+WHERE thread_id = %(thread_id)s
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY created_at DESC, execution_id DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: delete_final_execution
+-- Delete one finished execution (its events go with it); no row back when absent or in flight.
+DELETE FROM lg_deploy.executions
+WHERE execution_id = %(execution_id)s AND status IN ('COMPLETED', 'FAILED', 'INTERRUPTED')
+RETURNING execution_id;
 
 -- name: list_events
 -- The history of one execution, oldest first.
@@ -185,7 +211,7 @@ RETURNING *;
 -- name: count_prunable
 -- How many finished executions are older than the cut-off.
 SELECT count(*) FROM lg_deploy.executions
-WHERE status IN ('COMPLETED', 'FAILED')
+WHERE status IN ('COMPLETED', 'FAILED', 'INTERRUPTED')
   AND finished_at < now() - make_interval(secs => %(older_than_seconds)s);
 
 -- name: prune_finished
@@ -194,7 +220,7 @@ WHERE status IN ('COMPLETED', 'FAILED')
 WITH doomed AS (
     SELECT execution_id
     FROM lg_deploy.executions
-    WHERE status IN ('COMPLETED', 'FAILED')
+    WHERE status IN ('COMPLETED', 'FAILED', 'INTERRUPTED')
       AND finished_at < now() - make_interval(secs => %(older_than_seconds)s)
     ORDER BY finished_at
     LIMIT %(batch_size)s
@@ -222,18 +248,19 @@ SELECT max(v) FROM lg_deploy.checkpoint_migrations;
 
 -- name: finish_running
 -- Record final outcomes of runs this worker still holds. %(rows)s is a JSON array, one object
--- per run: its id, the attempt that ran, COMPLETED or FAILED, and the output, error and
--- traceback. Only those columns change: an operator's priority or max_attempts set meanwhile
+-- per run: its id, the attempt that ran, COMPLETED, FAILED or INTERRUPTED, and the output,
+-- error, traceback and (INTERRUPTED) the pending interrupts. Only those columns change: an operator's priority or max_attempts set meanwhile
 -- stays. A row not returned is no longer this attempt's (or is gone). Returns the columns the
 -- database decides; the caller holds the rest (lease_expires_at is then NULL).
 UPDATE lg_deploy.executions e
 SET status = u.status,
     output = u.output,
     error = u.error,
-    traceback = u.traceback
+    traceback = u.traceback,
+    interrupts = u.interrupts
 FROM jsonb_to_recordset(%(rows)s::jsonb)
      AS u(execution_id uuid, attempt integer, status text, output jsonb, error text,
-          traceback text)
+          traceback text, interrupts jsonb)
 WHERE e.execution_id = u.execution_id
   AND e.status = 'RUNNING'
   AND e.worker_id = %(worker_id)s

@@ -63,3 +63,21 @@ WHERE metadata @> %(metadata)s
   AND (%(values)s::jsonb IS NULL OR "values" @> %(values)s::jsonb)
   AND (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(ids)s::uuid[] IS NULL OR thread_id = ANY(%(ids)s::uuid[]));
+
+-- name: lock_thread
+-- Lock one thread for the transaction that adds a run to it; no row back when absent.
+SELECT thread_id FROM lg_deploy.threads WHERE thread_id = %(thread_id)s FOR UPDATE;
+
+-- name: thread_runs_in_flight
+-- The ids of a thread's QUEUED and RUNNING runs, oldest first.
+SELECT execution_id::text FROM lg_deploy.executions
+WHERE thread_id = %(thread_id)s AND status IN ('QUEUED', 'RUNNING')
+ORDER BY created_at, execution_id;
+
+-- name: label_thread_graph
+-- The graph and assistant a thread's runs use, in its metadata unless it names them already.
+UPDATE lg_deploy.threads
+SET metadata = jsonb_build_object('graph_id', %(graph_id)s::text,
+                                  'assistant_id', %(assistant_id)s::text) || metadata
+WHERE thread_id = %(thread_id)s
+  AND NOT (metadata ? 'graph_id' AND metadata ? 'assistant_id');

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
+from lg_deploy.graphs import DEFAULT_GRAPHS, GraphOutcome, GraphRegistry, GraphRun
 from lg_deploy.worker import GraphRunner
 
 # The graphs test queues claim: the shipped examples and the fakes the worker tests run.
@@ -66,16 +66,14 @@ class GatedRunner:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def run(
-        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
-    ) -> dict[str, Any]:
+    async def execute(self, run: GraphRun) -> GraphOutcome:
         """Echo the input under "seen" once the gate is open; `boom` raises."""
-        self.calls.append((graph_id, input))
+        self.calls.append((run.graph_id, run.input or {}))
         self.started.set()
         await self.gate.wait()
-        if graph_id == "boom":
+        if run.graph_id == "boom":
             raise ValueError("fake failure")
-        return {"seen": input}
+        return GraphOutcome({"seen": run.input})
 
 
 class StartRecorder:
@@ -85,12 +83,10 @@ class StartRecorder:
         self.inner = inner
         self.started = 0
 
-    async def run(
-        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
-    ) -> dict[str, Any]:
+    async def execute(self, run: GraphRun) -> GraphOutcome:
         """Count the run, then delegate it."""
         self.started += 1
-        return await self.inner.run(graph_id, input, thread_id=thread_id)
+        return await self.inner.execute(run)
 
     async def has_started(self) -> bool:
         """True once a graph run has begun (an awaitable predicate for wait_until)."""
@@ -106,11 +102,9 @@ class Gate:
         self.started = 0
         self.returned = 0
 
-    async def run(
-        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
-    ) -> dict[str, Any]:
+    async def execute(self, run: GraphRun) -> GraphOutcome:
         """Wait for the gate, then return who ran it."""
         self.started += 1
         await self.gate.wait()
         self.returned += 1
-        return {"by": self.name}
+        return GraphOutcome({"by": self.name})
