@@ -183,7 +183,7 @@ class GraphRegistry:
                 graph = await self.get(run.graph_id)
                 interrupts = await _pending_interrupts(graph, run.thread_id)
             return GraphOutcome(output, interrupts)
-        graph = await self._thread_graph(run.graph_id)
+        graph = await self.thread_graph(run.graph_id)
         thread = {"configurable": {"thread_id": run.thread_id}}
         latest = await cast(Any, graph).aget_state(thread)
         config = _run_config(run)
@@ -203,7 +203,7 @@ class GraphRegistry:
             )
         return GraphOutcome(to_json_object(result), await _pending_interrupts(graph, run.thread_id))
 
-    async def _thread_graph(self, graph_id: str) -> CompiledGraph:
+    async def thread_graph(self, graph_id: str) -> CompiledGraph:
         """The graph compiled with the thread checkpointer."""
         if graph_id not in self._thread_graphs:
             graph = await self.get(graph_id)
@@ -211,6 +211,14 @@ class GraphRegistry:
                 graph = _with_saver(graph, self._thread_checkpointer)
             self._thread_graphs[graph_id] = graph
         return self._thread_graphs[graph_id]
+
+    async def has_checkpoint(self, thread_id: str, checkpoint_id: str) -> bool:
+        """True when the thread has a checkpoint with this id (in its root namespace)."""
+        saver = self._thread_checkpointer
+        if saver is None:
+            return False
+        configurable = {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": checkpoint_id}
+        return await saver.aget_tuple({"configurable": configurable}) is not None
 
     def _with_checkpointer(self, graph: CompiledGraph) -> CompiledGraph:
         return graph if self._checkpointer is None else _with_saver(graph, self._checkpointer)

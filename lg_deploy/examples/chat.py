@@ -6,7 +6,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, TypedDict
 
-from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_config
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
@@ -30,12 +30,11 @@ def listen(state: ChatState) -> dict[str, Any]:
     return {"messages": [state.get("message", "")]}
 
 
-def reply(
-    state: ChatState, config: RunnableConfig, runtime: Runtime[ChatContext]
-) -> dict[str, Any]:
+def reply(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """A reply naming the turn, the user and the message."""
     context = runtime.context or {}
-    user = context.get("user") or config.get("configurable", {}).get("user_id", "someone")
+    configurable = get_config().get("configurable", {})
+    user = context.get("user") or configurable.get("user_id", "someone")
     turn = len(state.get("messages", []))
     return {"replies": [f"turn {turn} for {user}: {state['messages'][-1]}"]}
 

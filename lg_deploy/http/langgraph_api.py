@@ -31,6 +31,7 @@ from lg_deploy.http.langgraph_run_body import (
     ThreadRunCreate,
     ThreadRunWait,
 )
+from lg_deploy.http.langgraph_state import state_routes
 from lg_deploy.http.langgraph_threads import canonical_thread_id, thread_routes
 from lg_deploy.http.langgraph_unsupported import unsupported_routes
 from lg_deploy.http.requests import body_as, runtime_of
@@ -276,6 +277,9 @@ async def _create_thread_run(request: Request, model: type[RunBody]) -> Executio
     body = await _run_body(request, model)
     state = _new_run(request, body, thread_id)
     runtime = runtime_of(request)
+    wanted = state.config.get("configurable", {}).get("checkpoint_id")
+    if wanted and not await runtime.graphs.has_checkpoint(thread_id, str(wanted)):
+        raise ApiError(404, f"checkpoint {wanted} not found in thread {thread_id}")
     strategy = body.multitask_strategy or "enqueue"
     if strategy == "interrupt":
         for run in await runtime.store.list_thread_runs(thread_id, limit=1000):
@@ -453,5 +457,6 @@ def langgraph_routes() -> list[BaseRoute]:
         Route(runs + "/{run_id}/join", join_run, methods=["GET"]),
         Route(runs + "/{run_id}/cancel", cancel_run, methods=["POST"]),
         *thread_routes(),
+        *state_routes(),
     ]
     return [*served, *unsupported_routes(served)]

@@ -22,7 +22,8 @@ NOT_SUPPORTED = "not_supported"
 FEATURES = {
     "assistants": "creating, counting, changing or deleting assistants is",
     "assistant-details": "assistant graphs, schemas, subgraphs and versions are",
-    "threads": "copying threads, and their state, history and streams are",
+    "threads": "copying threads, and thread streams, are",
+    "thread-state-metadata": "changing a checkpoint's metadata is",
     "streaming": "streaming is",
     "run-batches": "batches of runs are",
     "run-bulk-cancel": "cancelling many runs at once is",
@@ -52,10 +53,7 @@ UNSUPPORTED_ROUTES: list[tuple[str, tuple[str, ...], str]] = [
         ]
     ],
     (_THREAD + "/copy", ("POST",), "threads"),
-    (_THREAD + "/state", ("GET", "POST", "PATCH"), "threads"),
-    (_THREAD + "/state/checkpoint", ("POST",), "threads"),
-    (_THREAD + "/state/{checkpoint_id}", ("GET",), "threads"),
-    (_THREAD + "/history", ("GET", "POST"), "threads"),
+    (_THREAD + "/state", ("PATCH",), "thread-state-metadata"),
     (_THREAD + "/stream", ("GET",), "threads"),
     (_THREAD + "/stream/events", ("POST",), "threads"),
     (_THREAD + "/commands", ("POST",), "threads"),

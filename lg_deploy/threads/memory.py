@@ -122,6 +122,22 @@ class InMemoryThreadStore:
             self._threads[thread.thread_id] = thread.model_copy(update={"metadata": metadata})
         return await self._executions.create(state, delay_seconds=admission.delay_seconds)
 
+    async def set_state(
+        self, thread_id: str, values: dict[str, Any], interrupts: dict[str, Any], interrupted: bool
+    ) -> None:
+        """Cache the thread's state after an update (see ThreadStore.set_state)."""
+        thread = await self.get(thread_id)
+        if thread is None:
+            return
+        status = thread.status
+        if status != ThreadStatus.BUSY:
+            status = ThreadStatus.INTERRUPTED if interrupted else ThreadStatus.IDLE
+        now = utcnow()
+        update = {"values": values, "interrupts": interrupts, "status": status}
+        self._threads[thread.thread_id] = thread.model_copy(
+            update={**update, "updated_at": now, "state_updated_at": now}
+        )
+
     def _follow(self, changed: ExecutionState, runs: list[ExecutionState]) -> None:
         """What the threads trigger does when a run of a thread is inserted or changes status."""
         thread = self._threads.get(changed.thread_id or "")

@@ -117,6 +117,19 @@ class PostgresThreadStore:
             raise InvalidTransition(state.execution_id, "idempotency key already used")
         return row_to_state(row)
 
+    async def set_state(
+        self, thread_id: str, values: dict[str, Any], interrupts: dict[str, Any], interrupted: bool
+    ) -> None:
+        """Cache the thread's state after an update (see ThreadStore.set_state)."""
+        params = {
+            "thread_id": thread_id,
+            "values": Jsonb(values),
+            "interrupts": Jsonb(interrupts),
+            "interrupted": interrupted,
+        }
+        async with self._pool.connection() as conn:
+            await conn.execute(query("set_thread_state"), params)
+
     async def _fetch(self, name: LiteralString, params: dict[str, Any]) -> list[dict[str, Any]]:
         async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query(name), params)

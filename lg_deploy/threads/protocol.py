@@ -46,3 +46,10 @@ class ThreadStore(Protocol):
         flight and the run asked to be refused then); the thread is labelled with its graph.
         """
         ...
+
+    async def set_state(
+        self, thread_id: str, values: dict[str, Any], interrupts: dict[str, Any], interrupted: bool
+    ) -> None:
+        """Cache the thread's state after an update: values, interrupts, and its status
+        (interrupted or idle) unless a run is in flight."""
+        ...

@@ -81,3 +81,15 @@ SET metadata = jsonb_build_object('graph_id', %(graph_id)s::text,
                                   'assistant_id', %(assistant_id)s::text) || metadata
 WHERE thread_id = %(thread_id)s
   AND NOT (metadata ? 'graph_id' AND metadata ? 'assistant_id');
+
+-- name: set_thread_state
+-- A thread's values and interrupts after its state was updated, and its status from them
+-- (interrupted while something is left to run, else idle), unless a run is in flight.
+UPDATE lg_deploy.threads
+SET "values" = %(values)s,
+    interrupts = %(interrupts)s,
+    status = CASE WHEN status = 'busy' THEN status
+                  WHEN %(interrupted)s THEN 'interrupted' ELSE 'idle' END,
+    updated_at = now(),
+    state_updated_at = now()
+WHERE thread_id = %(thread_id)s;
