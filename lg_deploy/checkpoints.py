@@ -16,8 +16,13 @@ from psycopg.rows import dict_row
 from lg_deploy.db.migrations import MIGRATION_LOCK_KEY
 from lg_deploy.db.pool import open_pool
 from lg_deploy.db.queries import query
+from lg_deploy.errors import ConfigError
 
 CHECKPOINT_POOL_MAX_SIZE = 4
+CHECKPOINT_SCHEMA = "lg_deploy"
+SEARCH_PATH_OPTION = f"-c search_path={CHECKPOINT_SCHEMA}"
+# What PgBouncer answers a startup packet carrying `options` (its 1.18 and older do).
+REFUSED_OPTIONS = "unsupported startup parameter"
 SETUP_LOCK_KEY = MIGRATION_LOCK_KEY - 1
 SETUP_POLL_SECONDS = 0.1
 
@@ -30,7 +35,7 @@ async def postgres_checkpointer(conninfo: str) -> AsyncIterator[BaseCheckpointSa
         max_size=CHECKPOINT_POOL_MAX_SIZE,
         application_name="lg-deploy-checkpoints",
         prepared_statements=False,
-        connection_kwargs={"row_factory": dict_row, "options": "-c search_path=lg_deploy"},
+        connection_kwargs={"row_factory": dict_row, **await _search_path_kwargs(conninfo)},
     )
     try:
         saver = AsyncPostgresSaver(pool)
@@ -38,6 +43,36 @@ async def postgres_checkpointer(conninfo: str) -> AsyncIterator[BaseCheckpointSa
         yield saver
     finally:
         await pool.close()
+
+
+async def _search_path_kwargs(conninfo: str) -> dict[str, Any]:
+    """The connection keywords that put the saver's unqualified tables in schema lg_deploy.
+
+    LangGraph's saver names its tables without a schema, so its connections need lg_deploy
+    first on their search_path: set by the startup `options`, or, behind a PgBouncer that
+    refuses or drops those, by the server itself (PgBouncer's `connect_query`). Checked here
+    once, so a server that does neither stops the start naming the fix instead of failing runs.
+    """
+    kwargs: dict[str, Any] = {"options": SEARCH_PATH_OPTION}
+    try:
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **kwargs)
+    except psycopg.OperationalError as error:
+        if REFUSED_OPTIONS not in str(error):
+            raise
+        kwargs = {}
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    async with conn:
+        cursor = await conn.execute(query("search_path_head"))
+        row = await cursor.fetchone()
+    if not row or row[0] != CHECKPOINT_SCHEMA:
+        raise ConfigError(
+            f"LangGraph's checkpoint tables live in schema {CHECKPOINT_SCHEMA}, but this"
+            f" connection's search path starts at {row[0] if row else None!r}: the server (a"
+            " PgBouncer?) ignored the startup option search_path. Behind PgBouncer, add"
+            f" connect_query='SET search_path = {CHECKPOINT_SCHEMA}, public' to the database"
+            " entry lg-deploy uses (docs/operations.md, Behind PgBouncer)"
+        )
+    return kwargs
 
 
 async def _setup_once(conninfo: str, saver: AsyncPostgresSaver) -> None:

@@ -47,7 +47,8 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA lg_deploy
 -- for RETURNING), and cannot UPDATE or DELETE.
 GRANT USAGE ON SCHEMA lg_deploy TO lg_deploy_producer;
 GRANT INSERT (graph_id, input, priority, max_attempts, run_at, idempotency_key, timeout_seconds,
-              metadata, request_id)
+              metadata, request_id, thread_id, config, context, command, interrupt_before,
+              interrupt_after, multitask_strategy)
     ON lg_deploy.executions TO lg_deploy_producer;
 GRANT SELECT (execution_id) ON lg_deploy.executions TO lg_deploy_producer;
 GRANT EXECUTE ON FUNCTION lg_deploy.submit(
@@ -88,10 +89,11 @@ $$;
 GRANT USAGE ON SCHEMA lg_deploy TO lg_deploy_service;
 GRANT SELECT, DELETE ON lg_deploy.executions TO lg_deploy_service;
 GRANT INSERT (execution_id, graph_id, input, max_attempts, priority, run_at, request_id,
-              idempotency_key, timeout_seconds, metadata)
+              idempotency_key, timeout_seconds, metadata, thread_id, config, context, command,
+              interrupt_before, interrupt_after, multitask_strategy)
     ON lg_deploy.executions TO lg_deploy_service;
 GRANT UPDATE (status, output, error, traceback, attempts, max_attempts, priority, run_at,
-              worker_id, lease_expires_at, cancel_requested_at)
+              worker_id, lease_expires_at, cancel_requested_at, interrupts)
     ON lg_deploy.executions TO lg_deploy_service;
 GRANT SELECT ON lg_deploy.execution_events, lg_deploy.execution_transitions,
                 lg_deploy.schema_migrations, lg_deploy.queued_graphs, lg_deploy.unserved_graphs,
@@ -100,10 +102,12 @@ GRANT SELECT ON lg_deploy.execution_events, lg_deploy.execution_transitions,
 -- Each process registers itself and the graphs it serves, and removes its row when it stops.
 GRANT SELECT, INSERT, UPDATE, DELETE ON lg_deploy.workers TO lg_deploy_service;
 GRANT SELECT, INSERT, UPDATE ON lg_deploy.served_graphs TO lg_deploy_service;
--- Threads are created, relabelled and deleted through the LangGraph API.
+-- Threads are created, relabelled and deleted through the LangGraph API; a run on a thread
+-- locks its row while it joins (the trigger that makes threads follow their runs runs as owner).
 GRANT SELECT, INSERT, UPDATE, DELETE ON lg_deploy.threads TO lg_deploy_service;
 
--- LangGraph's checkpoint tables (LG_DEPLOY_CHECKPOINTS=true), once the owner has created them.
+-- LangGraph's checkpoint tables (runs on a thread, LG_DEPLOY_CHECKPOINTS=true), once the owner
+-- has created them (its first start does).
 DO $$
 DECLARE
     table_name text;

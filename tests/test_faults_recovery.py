@@ -161,6 +161,60 @@ def test_killed_worker_resumes_after_the_last_checkpointed_step(
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.req("FAULT-RESUME", "THREAD-RUNS")
+def test_a_killed_workers_thread_run_resumes_from_its_checkpoint_and_frees_the_thread(
+    sql: SqlConn, worker_env: dict[str, str], db_url: str, spawn: Launcher, tmp_path: Path
+) -> None:
+    """A run on a thread (inserted by SQL) killed in step 2 resumes on another worker after
+    step 1 though LG_DEPLOY_CHECKPOINTS is off; one outcome; the thread ends idle with its
+    values."""
+    graph_file = tmp_path / "steps.py"
+    graph_file.write_text(STEPS_GRAPH)
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    env = {
+        **worker_env,
+        "LG_DEPLOY_GRAPHS": json.dumps({"steps": f"{graph_file}:graph"}),
+        "LG_DEPLOY_CHECKPOINTS": "false",
+        "LG_DEPLOY_LEASE_SECONDS": "2",
+        "LG_DEPLOY_RECOVERY_INTERVAL_SECONDS": "0.5",
+    }
+    workers = [spawn.start(env, "worker")]
+    wait_listening(db_url, 1, *workers)
+    workers.append(spawn.start(env, "worker"))
+    wait_listening(db_url, 2, *workers)
+    (thread_id,) = sql.execute(
+        "INSERT INTO lg_deploy.threads DEFAULT VALUES RETURNING thread_id"
+    ).fetchone() or (None,)
+    (execution_id,) = sql.execute(
+        "INSERT INTO lg_deploy.executions (graph_id, input, thread_id)"
+        " VALUES ('steps', %s::jsonb, %s) RETURNING execution_id",
+        (json.dumps({"folder": str(folder), "seconds": 30}), thread_id),
+    ).fetchone() or (None,)
+    wait_until(lambda: runs(folder, "two") == 1, 20)
+    owner = worker_pid(row_of(sql, str(execution_id)))
+    (victim,) = [w for w in workers if w.process.pid == owner]
+    victim.process.kill()
+    final = ("COMPLETED", "FAILED", "INTERRUPTED")
+    wait_until(lambda: row_of(sql, str(execution_id))["status"] in final, 30)
+    row = row_of(sql, str(execution_id))
+    assert (row["status"], row["attempts"]) == ("COMPLETED", 2), row
+    assert row["output"]["done"] == ["one", "two", "three"]
+    assert (runs(folder, "one"), runs(folder, "two")) == (1, 2)
+    outcomes = sql.execute(
+        "SELECT count(*) FROM lg_deploy.execution_events"
+        " WHERE execution_id = %s AND to_status = 'COMPLETED'",
+        (execution_id,),
+    ).fetchone()
+    assert outcomes == (1,)
+    thread = sql.execute(
+        "SELECT status, \"values\" -> 'done' FROM lg_deploy.threads WHERE thread_id = %s",
+        (thread_id,),
+    ).fetchone()
+    assert thread == ("idle", ["one", "two", "three"])
+
+
+@pytest.mark.timeout(90)
 @pytest.mark.req("FAULT-RESUME", "CARD-MIGRATIONS")
 def test_workers_starting_together_with_checkpoints_all_start(
     sql: SqlConn, worker_env: dict[str, str], db_url: str, spawn: Launcher

@@ -114,15 +114,17 @@ async def test_long_wait_outlives_the_clients_read_timeout(server: str) -> None:
 
 
 @pytest.mark.req("SDK-COMPAT")
-async def test_without_keepalive_the_same_wait_times_out(
+async def test_without_keepalive_the_wait_times_out_and_the_sdk_reconnects_by_location(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """Control: with spaces only every 10 s, that client's 2 s read timeout does fire."""
+    """Control: with spaces only every 10 s, that client's 2 s read timeout does fire; the SDK
+    then follows the wait's Location header to /join, as on the platform, and gets the output."""
     with serving(worker_env, tmp_path, keepalive_seconds=10) as url:
         timeout = httpx.Timeout(30, read=2)
         async with get_client(url=url, api_key=API_KEY, timeout=timeout) as client:
-            with pytest.raises(httpx.ReadTimeout):
-                await client.runs.wait(None, "sleep", input={"seconds": 4})
+            with pytest.warns(UserWarning, match="attempting reconnect to Location: .*/join"):
+                result = await client.runs.wait(None, "sleep", input={"seconds": 4})
+    assert result == {"slept": 4}
 
 
 @pytest.mark.req("SDK-COMPAT", "API-AUTH")
@@ -156,26 +158,31 @@ def _tagged_rows(sql: psycopg.Connection[Any], tag: str) -> int:
 
 
 @pytest.mark.req("SDK-REFUSED-KEYS")
-async def test_sdk_config_and_breakpoints_are_refused_naming_the_key(
+async def test_sdk_webhook_is_refused_naming_the_key_and_config_reaches_the_run(
     server: str, sql: psycopg.Connection[Any]
 ) -> None:
-    """runs.create and runs.wait with config or interrupt_before: 422 naming it; nothing runs."""
+    """runs.create and runs.wait with a webhook: 422 naming it, nothing runs; a thread-less
+    run's config and context are stored with it."""
     tag = {"tag": uuid.uuid4().hex}
-    config = {"configurable": {"user_id": "u1"}}
     async with get_client(url=server, api_key=API_KEY) as client:
         with pytest.raises(UnprocessableEntityError) as created:
-            await client.runs.create(None, "echo", input={}, config=config, metadata=tag)
+            await client.runs.create(None, "echo", input={}, webhook="https://x.test", metadata=tag)
         with pytest.raises(httpx.HTTPStatusError) as waited:
-            await client.runs.wait(None, "echo", input={}, config=config, metadata=tag)
-        with pytest.raises(UnprocessableEntityError) as breakpoint_:
-            await client.runs.create(None, "echo", interrupt_before=["echo"], metadata=tag)
-    for raised, key in [(created, "config"), (waited, "config"), (breakpoint_, "interrupt_before")]:
-        assert raised.value.response.status_code == 422
-        body = raised.value.response.json()
-        assert body["error"] == "not_supported"
-        assert body["message"].startswith(f"{key}: not supported by lg-deploy yet")
-        assert body["request_id"]
-    assert _tagged_rows(sql, tag["tag"]) == 0
+            await client.runs.wait(None, "echo", input={}, webhook="https://x.test", metadata=tag)
+        for raised in (created, waited):
+            assert raised.value.response.status_code == 422
+            body = raised.value.response.json()
+            assert body["error"] == "not_supported"
+            assert body["message"].startswith("webhook: not supported by lg-deploy yet")
+            assert body["request_id"]
+        assert _tagged_rows(sql, tag["tag"]) == 0
+        config = {"configurable": {"user_id": "u1"}, "tags": ["t"]}
+        done = await client.runs.wait(None, "echo", input={"e": 1}, config=config, metadata=tag)
+    assert done == {"e": 1}
+    stored = sql.execute(
+        "SELECT config FROM lg_deploy.executions WHERE metadata ->> 'tag' = %s", (tag["tag"],)
+    ).fetchone()
+    assert stored == (config,)
 
 
 @pytest.mark.req("SDK-REFUSED-KEYS", "SDK-COMPAT")
@@ -202,17 +209,17 @@ async def test_sdk_default_calls_and_ignored_keys_still_run(server: str) -> None
 
 
 @pytest.mark.req("SDK-UNSUPPORTED-ROUTES")
-async def test_sdk_thread_state_and_streaming_get_501_not_supported(server: str) -> None:
-    """client.threads.get_state() and client.runs.stream(...) fail with a 501 JSON."""
+async def test_sdk_thread_copy_and_streaming_get_501_not_supported(server: str) -> None:
+    """client.threads.copy() and client.runs.stream(...) fail with a 501 JSON."""
     async with get_client(url=server, api_key=API_KEY) as client:
         thread_id = (await client.threads.create())["thread_id"]
         with pytest.raises(InternalServerError) as thread:
-            await client.threads.get_state(thread_id)
+            await client.threads.copy(thread_id)
         with pytest.raises(InternalServerError) as stream:
             async for _ in client.runs.stream(None, "echo", input={"s": 1}):
                 pass
-    state_words = "copying threads, and their state, history and streams are"
-    for raised, words in [(thread, state_words), (stream, "streaming is")]:
+    copy_words = "copying threads, and thread streams, are"
+    for raised, words in [(thread, copy_words), (stream, "streaming is")]:
         assert raised.value.status_code == 501
         body = raised.value.response.json()
         assert body["error"] == "not_supported"

@@ -57,7 +57,7 @@ SDK_DEFAULTS = {
     "/runs/wait": [{"assistant_id": "echo", "input": {"a": 1}}],
 }  # fmt: skip
 
-THREAD_PARTS = "copying threads, and their state, history and streams are"
+THREAD_PARTS = "copying threads, and thread streams, are"
 
 
 @pytest.fixture
@@ -100,8 +100,8 @@ def test_every_unsupported_platform_route_answers_501_json_naming_its_feature(
     ("method", "path", "status", "words"),
     [
         ("POST", "/threads/{id}/copy", 501, THREAD_PARTS),
-        ("GET", "/threads/{id}/state", 501, THREAD_PARTS),
-        ("POST", "/threads/{id}/history", 501, THREAD_PARTS),
+        ("GET", "/threads/{id}/stream", 501, THREAD_PARTS),
+        ("PATCH", "/threads/{id}/state", 405, "changing a checkpoint's metadata is"),
         ("POST", "/runs/stream", 501, "streaming is"),
         ("GET", "/threads/{id}/runs/{id}/stream", 501, "streaming is"),
         ("POST", "/threads/{id}/runs/stream", 501, "streaming is"),

@@ -85,10 +85,14 @@ def _run_as(server: dict[str, Any]) -> pwd.struct_passwd | None:
     return pwd.getpwnam("nobody")
 
 
-def _config(port: int, folder: Path, server: dict[str, Any], pool_size: int) -> str:
+def _config(
+    port: int, folder: Path, server: dict[str, Any], pool_size: int, search_path: bool
+) -> str:
     target = f"host={server['host']} port={server.get('port', 5432)} user={server['user']}"
     if server.get("password"):
         target += f" password={server['password']}"
+    if search_path:  # as docs/operations.md says: LangGraph's saver finds its tables by it
+        target += " connect_query='SET search_path = lg_deploy, public'"
     lines = [
         "[databases]",
         f"* = {target}",
@@ -120,10 +124,11 @@ def start_pgbouncer(db_url: str) -> Iterator[StartBouncer]:
     server = conninfo_to_dict(db_url)
     started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def start(pool_size: int = 10) -> Bouncer:
+    def start(pool_size: int = 10, search_path: bool = True) -> Bouncer:
         folder = Path(tempfile.mkdtemp(prefix="lgd-pgbouncer-"))
         port = free_port()
-        (folder / "pgbouncer.ini").write_text(_config(port, folder, server, pool_size))
+        config = _config(port, folder, server, pool_size, search_path)
+        (folder / "pgbouncer.ini").write_text(config)
         user = _run_as(server)
         if user is not None:
             os.chown(folder, user.pw_uid, user.pw_gid)
@@ -244,6 +249,7 @@ def test_serve_and_worker_run_everything_through_pgbouncer_in_transaction_mode(
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"database": True}
         _cancel_a_running_sleep(client, direct)
+        _run_on_a_thread(client)
     listeners = direct.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
         (LISTENER_APPLICATION_NAME,),
@@ -264,6 +270,33 @@ def _cancel_a_running_sleep(client: httpx.Client, direct: SqlConn) -> None:
     assert client.post(f"/executions/{execution_id}/cancel").status_code == 202
     final = client.get(f"/executions/{execution_id}/wait", params={"timeout": 10}).json()
     assert (final["status"], final["error"]) == ("FAILED", "cancelled")
+
+
+def _run_on_a_thread(client: httpx.Client) -> None:
+    """A run on a thread (LangGraph's checkpoints, found through the search path) answers."""
+    thread_id = client.post("/threads", json={}).json()["thread_id"]
+    body = {"assistant_id": "echo", "input": {"on": "thread"}}
+    answer = client.post(f"/threads/{thread_id}/runs/wait", json=body)
+    assert (answer.status_code, answer.json()) == (200, {"on": "thread"}), answer.text
+    state = client.get(f"/threads/{thread_id}/state").json()
+    assert state["values"] == {"on": "thread"}
+
+
+@pytest.mark.req("OPS-PGBOUNCER")
+def test_behind_a_pgbouncer_without_the_search_path_the_start_stops_naming_the_fix(
+    start_pgbouncer: StartBouncer, empty_database: tuple[str, SqlConn], worker_env: dict[str, str]
+) -> None:
+    """PgBouncer refuses the startup option that sets the checkpointer's search path: a worker
+    stops at start with one line naming connect_query, instead of failing runs on threads."""
+    dbname, _ = empty_database
+    bouncer = start_pgbouncer(search_path=False)
+    env = {**worker_env, **POLL_ONLY, "LG_DEPLOY_DATABASE_URL": bouncer.url(dbname)}
+    done = subprocess.run(
+        [*LG_DEPLOY_COMMAND, "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert "connect_query='SET search_path = lg_deploy, public'" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.req("OPS-PGBOUNCER")

@@ -330,7 +330,7 @@ async def test_close_hands_back_claims_no_caller_took(
         callers = [asyncio.create_task(queue.dequeue()) for _ in unstarted]
         blocked_claims = (  # the claim is the only statement here that can wait on a lock
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock' AND query LIKE '%lg_deploy.executions%'"
+            " AND wait_event_type = 'Lock'"
         )
         await wait_until_async(lambda: scalar(sql, blocked_claims) == 1)
         for caller in callers:

@@ -210,7 +210,7 @@ def test_reader_reads_every_table_and_view_and_changes_nothing(
     counts = {table: count_rows(reader, table) for table in READER_TABLES}
     assert counts["executions"] == 1
     assert counts["execution_events"] == 2
-    assert counts["execution_transitions"] == 5
+    assert counts["execution_transitions"] == 6
     assert counts["schema_migrations"] >= 5
     assert counts["recent_failures"] == 1
     for statement in (

@@ -441,6 +441,16 @@ async def cancel_run(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def thread_runs(request: Request) -> Response:
+    """GET or POST /threads/{thread_id}/runs: one route, so a 405 lists both."""
+    return await (create_thread_run if request.method == "POST" else list_runs)(request)
+
+
+async def one_run(request: Request) -> Response:
+    """GET or DELETE /threads/{thread_id}/runs/{run_id}: one route, so a 405 lists both."""
+    return await (delete_run if request.method == "DELETE" else get_run)(request)
+
+
 def langgraph_routes() -> list[BaseRoute]:
     """The LangGraph Platform routes lg-deploy serves, then the others it refuses (after them)."""
     runs = "/threads/{thread_id}/runs"
@@ -449,11 +459,9 @@ def langgraph_routes() -> list[BaseRoute]:
         Route("/assistants/{assistant_id}", get_assistant, methods=["GET"]),
         Route("/runs", create_run, methods=["POST"]),
         Route("/runs/wait", wait_run, methods=["POST"]),
-        Route(runs, list_runs, methods=["GET"]),
-        Route(runs, create_thread_run, methods=["POST"]),
+        Route(runs, thread_runs, methods=["GET", "POST"]),
         Route(runs + "/wait", wait_thread_run, methods=["POST"]),
-        Route(runs + "/{run_id}", get_run, methods=["GET"]),
-        Route(runs + "/{run_id}", delete_run, methods=["DELETE"]),
+        Route(runs + "/{run_id}", one_run, methods=["GET", "DELETE"]),
         Route(runs + "/{run_id}/join", join_run, methods=["GET"]),
         Route(runs + "/{run_id}/cancel", cancel_run, methods=["POST"]),
         *thread_routes(),

@@ -18,6 +18,7 @@ from pydantic import (
     StrictBool,
     ValidationError,
     ValidatorFunctionWrapHandler,
+    WithJsonSchema,
     WrapValidator,
     create_model,
     field_validator,
@@ -179,14 +180,26 @@ def _refusing(refusal: Refusal) -> Any:
     return Annotated[refusal.accepted, WrapValidator(refuse_others), described]
 
 
-def _run_model(name: str, doc: str, refused: dict[str, Refusal]) -> type[RunBody]:
+def _run_model(
+    name: str, doc: str, refused: dict[str, Refusal], extra: dict[str, Any] | None = None
+) -> type[RunBody]:
     fields: dict[str, Any] = {key: (_refusing(rule), None) for key, rule in refused.items()}
-    return create_model(name, __base__=RunBody, __doc__=doc, **fields)
+    return create_model(name, __base__=RunBody, __doc__=doc, **fields, **(extra or {}))
 
 
-RunCreate = _run_model("RunCreate", "Body of POST /runs.", REFUSED_RUN_KEYS)
+# A thread-less run takes no command: a resume needs a thread (400, as the platform answers).
+_NO_COMMAND = {
+    "command": (
+        Annotated[
+            RunCommand | None,
+            WithJsonSchema({"type": "null", "description": "a resume needs a thread (400)"}),
+        ],
+        None,
+    )
+}
+RunCreate = _run_model("RunCreate", "Body of POST /runs.", REFUSED_RUN_KEYS, _NO_COMMAND)
 REFUSED_WAIT_KEYS: dict[str, Refusal] = {**REFUSED_RUN_KEYS, "on_disconnect": _ON_DISCONNECT}
-RunWait = _run_model("RunWait", "Body of POST /runs/wait.", REFUSED_WAIT_KEYS)
+RunWait = _run_model("RunWait", "Body of POST /runs/wait.", REFUSED_WAIT_KEYS, _NO_COMMAND)
 ThreadRunCreate = _run_model(
     "ThreadRunCreate", "Body of POST /threads/{thread_id}/runs.", REFUSED_THREAD_RUN_KEYS
 )

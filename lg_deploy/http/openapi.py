@@ -10,7 +10,13 @@ from pydantic.json_schema import models_json_schema
 from lg_deploy import __version__
 from lg_deploy.http.auth import OPEN_PATHS
 from lg_deploy.http.langgraph_api import Assistant, AssistantSearch, Run
-from lg_deploy.http.langgraph_run_body import RunCreate, RunWait
+from lg_deploy.http.langgraph_run_body import (
+    RunCreate,
+    RunWait,
+    ThreadRunCreate,
+    ThreadRunWait,
+)
+from lg_deploy.http.langgraph_state import HistoryQuery, StateAt, StateUpdate
 from lg_deploy.http.langgraph_threads import (
     PruneResult,
     ThreadCreate,
@@ -205,7 +211,18 @@ def _path_params(*names: str) -> list[dict[str, Any]]:
 
 def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
     """The LangGraph Platform routes (lg_deploy.http.langgraph_api)."""
-    models: list[type[BaseModel]] = [Assistant, Run, RunCreate, RunWait, AssistantSearch]
+    models: list[type[BaseModel]] = [
+        Assistant,
+        Run,
+        RunCreate,
+        RunWait,
+        ThreadRunCreate,
+        ThreadRunWait,
+        AssistantSearch,
+        StateAt,
+        StateUpdate,
+        HistoryQuery,
+    ]
     _, schemas = models_json_schema([(m, "serialization") for m in models], ref_template=_REF)
     components.update(schemas["$defs"])
     thread_run = _path_params("thread_id", "run_id")
@@ -215,6 +232,16 @@ def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
     created = {"200": _answer("the run", Run), **_errors(400, 404, 413, 415, 422, 503)}
     waited = {"200": outcome, **_errors(400, 404, 413, 415, 422, 503)}
     cancelled = {"204": {"description": "cancelled, or being stopped"}, **_errors(404, 409, 503)}
+    on_thread = _path_params("thread_id")
+    thread_create = {"requestBody": {"required": True, "content": _json_content(ThreadRunCreate)}}
+    thread_wait = {"requestBody": {"required": True, "content": _json_content(ThreadRunWait)}}
+    thread_errors = _errors(400, 404, 409, 413, 415, 422, 503)
+    state = _any_object("the thread's state (ThreadState: values, next, tasks, checkpoint, ...)")
+    states = {
+        "description": "the thread's states, newest first",
+        "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}},
+    }
+    written = _any_object("the new checkpoint: {checkpoint, configurable, checkpoint_id}")
     return {
         "/assistants/search": {
             "post": _operation(
@@ -234,9 +261,23 @@ def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
         "/runs/wait": {"post": _operation("Start a run; its output once final", waited, **wait)},
         "/threads/{thread_id}/runs": {
             "get": _operation(
-                "The runs of a thread (a thread-less run's thread holds that run)",
+                "The runs of a thread, newest first (a thread-less run's thread holds that run)",
                 {"200": _array_of(Run, "runs"), **_errors(404, 422, 503)},
-                parameters=_path_params("thread_id"),
+                parameters=on_thread,
+            ),
+            "post": _operation(
+                "Start a run on the thread (409 when busy and multitask_strategy is reject)",
+                {"200": _answer("the run", Run), **thread_errors},
+                parameters=on_thread,
+                **thread_create,
+            ),
+        },
+        "/threads/{thread_id}/runs/wait": {
+            "post": _operation(
+                "Start a run on the thread; its output once final",
+                {"200": outcome, **thread_errors},
+                parameters=on_thread,
+                **thread_wait,
             )
         },
         "/threads/{thread_id}/runs/{run_id}": {
@@ -244,7 +285,51 @@ def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
                 "A run",
                 {"200": _answer("the run", Run), **_errors(404, 503)},
                 parameters=thread_run,
+            ),
+            "delete": _operation(
+                "Delete a finished run (409 while it is in flight)",
+                {"204": {"description": "deleted"}, **_errors(404, 409, 503)},
+                parameters=thread_run,
+            ),
+        },
+        "/threads/{thread_id}/state": {
+            "get": _operation(
+                "The thread's state now", {"200": state, **_errors(404, 409)}, parameters=on_thread
+            ),
+            "post": _operation(
+                "Update the thread's state as a node would (409 while a run is in flight)",
+                {"200": written, **_errors(400, 404, 409, 413, 415, 422)},
+                parameters=on_thread,
+                requestBody={"required": True, "content": _json_content(StateUpdate)},
+            ),
+        },
+        "/threads/{thread_id}/state/checkpoint": {
+            "post": _operation(
+                "The thread's state at a checkpoint",
+                {"200": state, **_errors(400, 404, 409, 413, 415, 422)},
+                parameters=on_thread,
+                requestBody={"required": True, "content": _json_content(StateAt)},
             )
+        },
+        "/threads/{thread_id}/state/{checkpoint_id}": {
+            "get": _operation(
+                "The thread's state at a checkpoint",
+                {"200": state, **_errors(404, 409)},
+                parameters=_path_params("thread_id", "checkpoint_id"),
+            )
+        },
+        "/threads/{thread_id}/history": {
+            "get": _operation(
+                "The thread's states, newest first (limit, before)",
+                {"200": states, **_errors(404, 409, 422)},
+                parameters=on_thread,
+            ),
+            "post": _operation(
+                "The thread's states, newest first (limit, before, metadata)",
+                {"200": states, **_errors(400, 404, 409, 413, 415, 422)},
+                parameters=on_thread,
+                requestBody={"required": False, "content": _json_content(HistoryQuery)},
+            ),
         },
         "/threads/{thread_id}/runs/{run_id}/join": {
             "get": _operation(

@@ -333,8 +333,9 @@ class InMemoryExecutionStore:
             if row.status == ExecutionStatus.QUEUED:
                 failed = marked.evolve(status=ExecutionStatus.FAILED, error="cancelled")
                 marked = marked.evolve(**_changes(row, failed))
-                self._record(row.status, marked)
             self._rows[execution_id] = marked
+            if marked.status != row.status:
+                self._record(row.status, marked)
             return marked
 
     def _by_key(self, key: str) -> ExecutionState | None:

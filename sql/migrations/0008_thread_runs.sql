@@ -31,7 +31,8 @@ ALTER TABLE lg_deploy.executions
     ALTER COLUMN input DROP NOT NULL,
     DROP CONSTRAINT executions_input_is_object,
     ADD CONSTRAINT executions_input_is_object
-        CHECK (jsonb_typeof(input) = 'object' OR (input IS NULL AND thread_id IS NOT NULL));
+        CHECK (CASE WHEN input IS NULL THEN thread_id IS NOT NULL
+                    ELSE jsonb_typeof(input) = 'object' END);
 
 ALTER TABLE lg_deploy.executions
     DROP CONSTRAINT executions_status_known,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,20 @@ class Gate:
         await self.gate.wait()
         self.returned += 1
         return GraphOutcome({"by": self.name})
+
+
+THREAD_GRAPHS = {
+    "chat": "lg_deploy.examples.chat:graph",
+    "approval": "lg_deploy.examples.approval:graph",
+    "echo": "lg_deploy.examples.echo:graph",
+    "sleep": "lg_deploy.examples.sleep:graph",
+    "fail": "lg_deploy.examples.fail:graph",
+}
+
+
+def thread_graphs_env(env: dict[str, str], folder: Path) -> dict[str, str]:
+    """`env` serving THREAD_GRAPHS (the conversation and approval examples) from a
+    langgraph.json written in `folder`."""
+    config = folder / "langgraph.json"
+    config.write_text(json.dumps({"graphs": THREAD_GRAPHS}), encoding="utf-8")
+    return {**env, "LG_DEPLOY_CONFIG": str(config)}
