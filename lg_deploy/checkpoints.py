@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -14,7 +15,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import dict_row
 
 from lg_deploy.db.migrations import MIGRATION_LOCK_KEY
-from lg_deploy.db.pool import open_pool
+from lg_deploy.db.pool import POOL_OPEN_TIMEOUT_SECONDS, open_pool
 from lg_deploy.db.queries import query
 from lg_deploy.errors import ConfigError
 
@@ -23,26 +24,46 @@ CHECKPOINT_SCHEMA = "lg_deploy"
 SEARCH_PATH_OPTION = f"-c search_path={CHECKPOINT_SCHEMA}"
 # What PgBouncer answers a startup packet carrying `options` (its 1.18 and older do).
 REFUSED_OPTIONS = "unsupported startup parameter"
+CONNECT_RETRY_SECONDS = 0.5
+T = TypeVar("T")
 SETUP_LOCK_KEY = MIGRATION_LOCK_KEY - 1
 SETUP_POLL_SECONDS = 0.1
 
 
 @contextlib.asynccontextmanager
 async def postgres_checkpointer(conninfo: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
-    """An AsyncPostgresSaver on its own small pool, its tables created in schema lg_deploy."""
+    """An AsyncPostgresSaver on its own small pool, its tables created in schema lg_deploy.
+
+    The start's own connections are retried, as the pool's are, while the server starts up or
+    restarts (for up to POOL_OPEN_TIMEOUT_SECONDS).
+    """
+    search_path = await _retried(lambda: _search_path_kwargs(conninfo))
     pool = await open_pool(
         conninfo,
         max_size=CHECKPOINT_POOL_MAX_SIZE,
         application_name="lg-deploy-checkpoints",
         prepared_statements=False,
-        connection_kwargs={"row_factory": dict_row, **await _search_path_kwargs(conninfo)},
+        connection_kwargs={"row_factory": dict_row, **search_path},
     )
     try:
         saver = AsyncPostgresSaver(pool)
-        await _setup_once(conninfo, saver)
+        await _retried(lambda: _setup_once(conninfo, saver))
         yield saver
     finally:
         await pool.close()
+
+
+async def _retried(step: Callable[[], Awaitable[T]]) -> T:
+    """`step()`, again after a connection error (the server starting up, restarting) until
+    POOL_OPEN_TIMEOUT_SECONDS have passed; a refused startup option is not retried."""
+    deadline = time.monotonic() + POOL_OPEN_TIMEOUT_SECONDS
+    while True:
+        try:
+            return await step()
+        except psycopg.OperationalError as error:
+            if REFUSED_OPTIONS in str(error) or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(CONNECT_RETRY_SECONDS)
 
 
 async def _search_path_kwargs(conninfo: str) -> dict[str, Any]:
@@ -96,11 +117,16 @@ async def _setup_once(conninfo: str, saver: AsyncPostgresSaver) -> None:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))
 
 
+async def tables_exist(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether LangGraph's checkpoint tables exist (its saver creates them at the first start)."""
+    cursor = await conn.execute(query("checkpoint_tables_exist"))
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
 async def _is_current(conn: psycopg.AsyncConnection[Any]) -> bool:
     """True when LangGraph's checkpoint tables exist at the saver's latest version."""
-    cursor = await conn.execute(query("checkpoint_tables_exist"))
-    exists = await cursor.fetchone()
-    if not (exists and exists[0]):
+    if not await tables_exist(conn):
         return False
     cursor = await conn.execute(query("checkpoint_version"))
     row = await cursor.fetchone()

@@ -114,6 +114,11 @@ class GraphRegistry:
         """The registered graph names, sorted."""
         return sorted(self._specs)
 
+    @property
+    def thread_saver(self) -> BaseCheckpointSaver[Any] | None:
+        """The checkpointer holding the threads' checkpoints (None: runs on a thread fail)."""
+        return self._thread_checkpointer
+
     async def get(self, graph_id: str) -> CompiledGraph:
         """The compiled graph named `graph_id`, loaded on first use; concurrent callers wait."""
         if graph_id in self._graphs:

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -29,6 +29,11 @@ class ExecutionStatus(StrEnum):
     FAILED = "FAILED"
     INTERRUPTED = "INTERRUPTED"  # stopped at interrupt() or a breakpoint; resumed by a new run
 
+
+# How a cancel stops a run: it ends FAILED "cancelled" (interrupt), or is then forgotten with
+# the checkpoints it wrote (rollback, sql/migrations/0010).
+CancelAction = Literal["interrupt", "rollback"]
+ROLLBACK: CancelAction = "rollback"
 
 FINAL_STATUSES: frozenset[ExecutionStatus] = frozenset(
     {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.INTERRUPTED}
@@ -111,6 +116,9 @@ class ExecutionState(BaseModel):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     timeout_seconds: float | None = Field(default=None, gt=0, le=604_800)
     cancel_requested_at: AwareDatetime | None = None
+    cancel_action: CancelAction | None = Field(
+        default=None, description="interrupt, or rollback: forgotten once it ends cancelled"
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
     thread_id: str | None = Field(default=None, description="the thread this run continues")
     config: dict[str, Any] = Field(default_factory=dict, description="the run's LangGraph config")
@@ -167,6 +175,8 @@ def _check_row_invariants(state: ExecutionState) -> None:
         raise ValueError("input may be null only on a thread (to continue it)")
     if state.command is not None and state.thread_id is None:
         raise ValueError("a command needs a thread to resume")
+    if state.cancel_action is not None and state.cancel_requested_at is None:
+        raise ValueError("a cancel action needs a cancel request")
     if state.status == ExecutionStatus.QUEUED and state.attempts >= state.max_attempts:
         raise ValueError("a QUEUED execution must have attempts left")
     if state.status == ExecutionStatus.RUNNING and (

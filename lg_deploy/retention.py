@@ -11,6 +11,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from lg_deploy.checkpoints import tables_exist
 from lg_deploy.db.queries import query
 from lg_deploy.tasks import cancel_and_wait
 
@@ -60,18 +61,12 @@ async def _batches(
         async with pool.connection() as conn:
             cursor = await conn.execute(query("prune_finished"), params)
             ids = [row[0] for row in await cursor.fetchall()]
-            if ids and await _has_checkpoints(conn):
-                await conn.execute(query("prune_checkpoints"), {"thread_ids": ids})
+            if ids and await tables_exist(conn):
+                await conn.execute(query("delete_thread_checkpoints"), {"thread_ids": ids})
         if not ids:
             return
         yield len(ids)
         await asyncio.sleep(0)  # let other work use the pool between batches
-
-
-async def _has_checkpoints(conn: Any) -> bool:
-    cursor = await conn.execute(query("checkpoint_tables_exist"))
-    row = await cursor.fetchone()
-    return bool(row and row[0])
 
 
 @contextlib.asynccontextmanager

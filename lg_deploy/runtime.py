@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
 from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.checkpoints import memory_checkpointer, postgres_checkpointer
@@ -24,7 +25,7 @@ from lg_deploy.fleet import Fleet
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
 from lg_deploy.loopwatch import LoopWatch
 from lg_deploy.metrics import Metrics
-from lg_deploy.models import ExecutionState, ExecutionStatus, UnservedGraph
+from lg_deploy.models import CancelAction, ExecutionState, ExecutionStatus, UnservedGraph
 from lg_deploy.queue.memory import MemoryClaimer
 from lg_deploy.queue.postgres import PostgresClaimer
 from lg_deploy.queue.protocol import Claimer
@@ -68,14 +69,21 @@ class Runtime:
         """Graphs with QUEUED executions no live worker serves (none without a fleet)."""
         return await self.fleet.unserved() if self.fleet is not None else []
 
-    async def cancel(self, execution_id: str) -> ExecutionState:
-        """Cancel: QUEUED fails at once; RUNNING is stopped by its worker (NOTIFY, or here)."""
-        state = await self.store.request_cancel(execution_id)
+    async def cancel(self, execution_id: str, action: CancelAction = "interrupt") -> ExecutionState:
+        """Cancel: QUEUED fails at once; RUNNING is stopped by its worker (NOTIFY, or here).
+        A rollback is then forgotten, with the checkpoints it wrote."""
+        state = await self.store.request_cancel(execution_id, action)
         if state.status == ExecutionStatus.RUNNING:
             # Here at once if this process runs it; other workers learn of it by NOTIFY or at
             # their next lease renewal.
             self.worker.request_stop([execution_id])
         return state
+
+    async def stop_cancelled(self, thread_id: str) -> None:
+        """Stop at once the runs of a thread this process runs that were asked to stop (other
+        workers learn of them by NOTIFY or at their next lease renewal)."""
+        runs = await self.store.list_thread_runs(thread_id, status=ExecutionStatus.RUNNING)
+        self.worker.request_stop([r.execution_id for r in runs if r.cancel_requested_at])
 
 
 def build_registry(
@@ -176,7 +184,9 @@ async def runtime_over(
     claimer = MemoryClaimer(store, worker_id=make_worker_id(), lease_seconds=settings.lease_seconds)
     worker = make_worker(settings, store, claimer, registry, metrics)
     async with _running(worker, settings, metrics):
-        yield Runtime(settings, store, registry, worker, threads=InMemoryThreadStore(store))
+        saver = registry.thread_saver
+        threads = InMemoryThreadStore(store, saver if isinstance(saver, InMemorySaver) else None)
+        yield Runtime(settings, store, registry, worker, threads=threads)
 
 
 @contextlib.asynccontextmanager

@@ -93,7 +93,7 @@ GRANT INSERT (execution_id, graph_id, input, max_attempts, priority, run_at, req
               interrupt_before, interrupt_after, multitask_strategy)
     ON lg_deploy.executions TO lg_deploy_service;
 GRANT UPDATE (status, output, error, traceback, attempts, max_attempts, priority, run_at,
-              worker_id, lease_expires_at, cancel_requested_at, interrupts)
+              worker_id, lease_expires_at, cancel_requested_at, cancel_action, interrupts)
     ON lg_deploy.executions TO lg_deploy_service;
 GRANT SELECT ON lg_deploy.execution_events, lg_deploy.execution_transitions,
                 lg_deploy.schema_migrations, lg_deploy.queued_graphs, lg_deploy.unserved_graphs,

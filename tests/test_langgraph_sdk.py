@@ -209,17 +209,17 @@ async def test_sdk_default_calls_and_ignored_keys_still_run(server: str) -> None
 
 
 @pytest.mark.req("SDK-UNSUPPORTED-ROUTES")
-async def test_sdk_thread_copy_and_streaming_get_501_not_supported(server: str) -> None:
-    """client.threads.copy() and client.runs.stream(...) fail with a 501 JSON."""
+async def test_sdk_thread_streams_and_streaming_get_501_not_supported(server: str) -> None:
+    """client.threads.join_stream() and client.runs.stream(...) fail with a 501 JSON."""
     async with get_client(url=server, api_key=API_KEY) as client:
         thread_id = (await client.threads.create())["thread_id"]
         with pytest.raises(InternalServerError) as thread:
-            await client.threads.copy(thread_id)
+            async for _ in await client.threads.join_stream(thread_id):
+                pass
         with pytest.raises(InternalServerError) as stream:
             async for _ in client.runs.stream(None, "echo", input={"s": 1}):
                 pass
-    copy_words = "copying threads, and thread streams, are"
-    for raised, words in [(thread, copy_words), (stream, "streaming is")]:
+    for raised, words in [(thread, "thread streams are"), (stream, "streaming is")]:
         assert raised.value.status_code == 501
         body = raised.value.response.json()
         assert body["error"] == "not_supported"

@@ -28,7 +28,6 @@ ASKING = {
     "checkpoint_id": "c1",
     "on_completion": "keep",
     "on_disconnect": "cancel",
-    "multitask_strategy": "rollback",
 }
 # Keys accepted and ignored (they cannot change a thread-less background run), non-default.
 IGNORED = {
@@ -57,7 +56,7 @@ SDK_DEFAULTS = {
     "/runs/wait": [{"assistant_id": "echo", "input": {"a": 1}}],
 }  # fmt: skip
 
-THREAD_PARTS = "copying threads, and thread streams, are"
+THREAD_PARTS = "thread streams are"
 
 
 @pytest.fixture
@@ -99,8 +98,8 @@ def test_every_unsupported_platform_route_answers_501_json_naming_its_feature(
 @pytest.mark.parametrize(
     ("method", "path", "status", "words"),
     [
-        ("POST", "/threads/{id}/copy", 501, THREAD_PARTS),
         ("GET", "/threads/{id}/stream", 501, THREAD_PARTS),
+        ("POST", "/threads/{id}/commands", 501, THREAD_PARTS),
         ("PATCH", "/threads/{id}/state", 405, "changing a checkpoint's metadata is"),
         ("POST", "/runs/stream", 501, "streaming is"),
         ("GET", "/threads/{id}/runs/{id}/stream", 501, "streaming is"),

@@ -19,8 +19,9 @@ API_KEY = "thread-runs-js-key"
 def test_the_js_sdk_drives_runs_on_threads_end_to_end(
     worker_env: dict[str, str], tmp_path: Path, sql: psycopg.Connection[Any]
 ) -> None:
-    """The JS SDK's thread runs (wait, create, join, list, get, cancel, delete), interrupts and
-    resumes, state, history and double-texting behave as the platform's, and psql sees the runs."""
+    """The JS SDK's thread runs (wait, create, join, list, get, cancel, delete), interrupts,
+    resumes and commands, state (subgraphs too), history, copy and double-texting (rollback
+    too) behave as the platform's, and psql sees the runs (those rolled back gone)."""
     env = thread_graphs_env({**worker_env, "LG_DEPLOY_API_KEY": API_KEY}, tmp_path)
     with running_server(env, tmp_path) as server:
         done = run_js("thread_runs.mjs", server.url, API_KEY)
@@ -38,6 +39,14 @@ def test_the_js_sdk_drives_runs_on_threads_end_to_end(
         ("sleep", "COMPLETED", None, True),
         ("sleep", "COMPLETED", None, True),
         ("sleep", "FAILED", "cancelled", True),
+        ("notes", "COMPLETED", None, True),
+        ("notes", "COMPLETED", None, True),
+        ("approval", "INTERRUPTED", None, True),
+        ("approval", "INTERRUPTED", None, True),
+        ("approval", "COMPLETED", None, True),
+        ("chat", "COMPLETED", None, True),
+        ("nested", "INTERRUPTED", None, True),
+        ("nested", "COMPLETED", None, True),
     ]
     threads = sql.execute(
         "SELECT metadata ->> 'graph_id', status FROM lg_deploy.threads ORDER BY created_at"
@@ -48,4 +57,8 @@ def test_the_js_sdk_drives_runs_on_threads_end_to_end(
         ("sleep", "idle"),
         ("echo", "idle"),
         ("sleep", "idle"),
+        ("notes", "idle"),
+        ("approval", "idle"),
+        ("chat", "idle"),
+        ("nested", "idle"),
     ]

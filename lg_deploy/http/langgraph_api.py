@@ -37,7 +37,7 @@ from lg_deploy.http.langgraph_unsupported import unsupported_routes
 from lg_deploy.http.requests import body_as, runtime_of
 from lg_deploy.http.schemas import json_number
 from lg_deploy.http.waiting import FinishWaiter
-from lg_deploy.models import ExecutionState, ExecutionStatus
+from lg_deploy.models import CancelAction, ExecutionState, ExecutionStatus
 from lg_deploy.runtime import Runtime
 from lg_deploy.settings import Settings
 from lg_deploy.threads.models import RunAdmission
@@ -57,6 +57,8 @@ BUSY_MESSAGE = (
     "Thread is already running a task. Wait for it to finish or choose a different multitask"
     " strategy."
 )
+# The multitask strategies that stop the runs in flight first, and how they stop them.
+CANCEL_ACTIONS: dict[str, CancelAction] = {"interrupt": "interrupt", "rollback": "rollback"}
 CANCELLED_ERROR = "cancelled"  # the error the worker and the SQL write on a cancelled execution
 INTERRUPTED = "interrupted"
 _ERROR_TYPE = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_.]*): (?P<message>.*)$", re.DOTALL)
@@ -281,14 +283,10 @@ async def _create_thread_run(request: Request, model: type[RunBody]) -> Executio
     if wanted and not await runtime.graphs.has_checkpoint(thread_id, str(wanted)):
         raise ApiError(404, f"checkpoint {wanted} not found in thread {thread_id}")
     strategy = body.multitask_strategy or "enqueue"
-    if strategy == "interrupt":
-        for run in await runtime.store.list_thread_runs(thread_id, limit=1000):
-            if not run.is_final:
-                with contextlib.suppress(ExecutionNotFound, InvalidTransition):
-                    await runtime.cancel(run.execution_id)
     admission = RunAdmission(
         create_thread=body.if_not_exists == "create",
         reject_if_busy=strategy == "reject",
+        cancel_in_flight=CANCEL_ACTIONS.get(strategy),
         assistant_id=assistant_id_of(state.graph_id),
         delay_seconds=body.after_seconds or 0.0,
     )
@@ -298,6 +296,8 @@ async def _create_thread_run(request: Request, model: type[RunBody]) -> Executio
         raise ApiError(404, "Thread or assistant not found.", thread_id=thread_id) from None
     except ThreadBusy:
         raise ApiError(409, BUSY_MESSAGE, thread_id=thread_id) from None
+    if admission.cancel_in_flight is not None:
+        await runtime.stop_cancelled(thread_id)
     runtime.announce()
     return stored
 
@@ -426,10 +426,14 @@ async def join_run(request: Request) -> Response:
 
 
 async def cancel_run(request: Request) -> Response:
-    """POST /threads/{thread_id}/runs/{run_id}/cancel[?wait=1]: cancel; 204 (or once final)."""
+    """POST /threads/{thread_id}/runs/{run_id}/cancel[?wait=1][&action=interrupt|rollback]:
+    stop it (a rollback is then forgotten, with its checkpoints); 204 (or once final or gone)."""
     state = await _thread_run(request)
+    action = request.query_params.get("action", "interrupt")
+    if action not in CANCEL_ACTIONS:
+        raise ApiError(422, f"action: must be interrupt or rollback, not {action!r}")
     try:
-        await runtime_of(request).cancel(state.execution_id)
+        await runtime_of(request).cancel(state.execution_id, CANCEL_ACTIONS[action])
     except (ExecutionNotFound, InvalidTransition) as error:
         raise ApiError(409, str(error)) from None
     if request.query_params.get("wait") in ("1", "true"):

@@ -52,14 +52,7 @@ REFUSED_RUN_KEYS: dict[str, Refusal] = {
         "keeping the run's thread", Literal["delete"] | None, 'null or "delete"'
     ),
 }
-REFUSED_THREAD_RUN_KEYS: dict[str, Refusal] = {
-    "webhook": REFUSED_RUN_KEYS["webhook"],
-    "multitask_strategy": Refusal(
-        "rolling back the runs in flight (rollback)",
-        Literal["reject", "enqueue", "interrupt"] | None,
-        '"reject", "enqueue" or "interrupt"',
-    ),
-}
+REFUSED_THREAD_RUN_KEYS: dict[str, Refusal] = {"webhook": REFUSED_RUN_KEYS["webhook"]}
 _ON_DISCONNECT = Refusal(
     "cancelling the run when the client disconnects",
     Literal["continue"] | None,

@@ -18,6 +18,7 @@ from lg_deploy.http.errors import ApiError
 from lg_deploy.http.langgraph_run_body import NOT_SUPPORTED
 from lg_deploy.http.requests import body_as, runtime_of
 from lg_deploy.http.schemas import check_storable, json_number
+from lg_deploy.models import ExecutionStatus
 from lg_deploy.threads.models import SortKey, Thread, ThreadQuery, ThreadStatus
 
 ThreadField = Literal[
@@ -170,11 +171,25 @@ async def patch_thread(request: Request) -> Response:
 
 
 async def delete_thread(request: Request) -> Response:
-    """DELETE /threads/{thread_id}: 204, or 404 when there is no such thread."""
+    """DELETE /threads/{thread_id}: the thread, its runs and checkpoints go (a run in flight
+    stops: here at once, elsewhere when its lease renewal finds it gone); 204, or 404."""
     thread_id = canonical_thread_id(request.path_params["thread_id"])
-    if not await runtime_of(request).threads.delete(thread_id):
+    runtime = runtime_of(request)
+    running = await runtime.store.list_thread_runs(thread_id, status=ExecutionStatus.RUNNING)
+    if not await runtime.threads.delete(thread_id):
         raise ApiError(404, f"thread {thread_id} not found")
+    runtime.worker.request_stop([run.execution_id for run in running])
     return Response(status_code=204)
+
+
+async def copy_thread(request: Request) -> Response:
+    """POST /threads/{thread_id}/copy: a new thread with its metadata, values and checkpoints
+    (not its runs); the new thread, or 404."""
+    thread_id = canonical_thread_id(request.path_params["thread_id"])
+    copied = await runtime_of(request).threads.copy(thread_id)
+    if copied is None:
+        raise ApiError(404, f"thread {thread_id} not found")
+    return JSONResponse(thread_of(copied))
 
 
 async def search_threads(request: Request) -> Response:
@@ -222,6 +237,7 @@ def thread_routes() -> list[Route]:
         Route("/threads/count", count_threads, methods=["POST"]),
         Route("/threads/prune", prune_threads, methods=["POST"]),
         Route("/threads/{thread_id}", one_thread, methods=["GET", "PATCH", "DELETE"]),
+        Route("/threads/{thread_id}/copy", copy_thread, methods=["POST"]),
     ]
 
 

@@ -22,7 +22,7 @@ NOT_SUPPORTED = "not_supported"
 FEATURES = {
     "assistants": "creating, counting, changing or deleting assistants is",
     "assistant-details": "assistant graphs, schemas, subgraphs and versions are",
-    "threads": "copying threads, and thread streams, are",
+    "threads": "thread streams are",
     "thread-state-metadata": "changing a checkpoint's metadata is",
     "streaming": "streaming is",
     "run-batches": "batches of runs are",
@@ -52,7 +52,6 @@ UNSUPPORTED_ROUTES: list[tuple[str, tuple[str, ...], str]] = [
             ("/latest", "POST"),
         ]
     ],
-    (_THREAD + "/copy", ("POST",), "threads"),
     (_THREAD + "/state", ("PATCH",), "thread-state-metadata"),
     (_THREAD + "/stream", ("GET",), "threads"),
     (_THREAD + "/stream/events", ("POST",), "threads"),

@@ -209,6 +209,16 @@ def _path_params(*names: str) -> list[dict[str, Any]]:
     ]
 
 
+def _cancel_query() -> list[dict[str, Any]]:
+    """The query parameters of a run's cancel."""
+    flag = {"type": "string", "enum": ["0", "1", "true", "false"]}
+    action = {"type": "string", "enum": ["interrupt", "rollback"], "default": "interrupt"}
+    return [
+        {"name": "wait", "in": "query", "required": False, "schema": flag},
+        {"name": "action", "in": "query", "required": False, "schema": action},
+    ]
+
+
 def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
     """The LangGraph Platform routes (lg_deploy.http.langgraph_api)."""
     models: list[type[BaseModel]] = [
@@ -339,7 +349,11 @@ def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
             )
         },
         "/threads/{thread_id}/runs/{run_id}/cancel": {
-            "post": _operation("Cancel (wait=1: once final)", cancelled, parameters=thread_run)
+            "post": _operation(
+                "Cancel (wait=1: once final; action=rollback: then forgotten with its checkpoints)",
+                {**cancelled, **_errors(422)},
+                parameters=[*thread_run, *_cancel_query()],
+            )
         },
         **_thread_paths(components),
     }
@@ -429,9 +443,16 @@ def _thread_paths(components: dict[str, Any]) -> dict[str, Any]:
                 **body(ThreadPatch),
             ),
             "delete": _operation(
-                "Delete a thread",
+                "Delete a thread, its runs and its checkpoints",
                 {"204": {"description": "deleted"}, **_errors(404)},
                 parameters=thread,
             ),
+        },
+        "/threads/{thread_id}/copy": {
+            "post": _operation(
+                "A new thread with this one's metadata, values and checkpoints (not its runs)",
+                {"200": _answer("the new thread", Thread), **_errors(404)},
+                parameters=thread,
+            )
         },
     }

@@ -18,6 +18,8 @@ from lg_deploy.errors import (
 )
 from lg_deploy.models import (
     MUTABLE_FIELDS,
+    ROLLBACK,
+    CancelAction,
     ExecutionEvent,
     ExecutionState,
     ExecutionStatus,
@@ -31,6 +33,7 @@ from lg_deploy.models import (
 from lg_deploy.store.rules import check_new, check_transition, explain_refusal, lease_expiry_outcome
 
 ThreadFollower = Callable[[ExecutionState, list[ExecutionState]], None]
+RunForgetter = Callable[[ExecutionState], None]
 
 
 class InMemoryExecutionStore:
@@ -44,6 +47,9 @@ class InMemoryExecutionStore:
         # What the threads trigger does: told of each insert or status change of a thread run,
         # with all the runs of its thread (InMemoryThreadStore sets it).
         self.thread_follower: ThreadFollower | None = None
+        # What lg_deploy.forget_runs does to the checkpoints of a run rolled back (the runtime
+        # sets it over its in-memory checkpointer).
+        self.run_forgetter: RunForgetter | None = None
 
     async def create(self, state: ExecutionState, *, delay_seconds: float = 0.0) -> ExecutionState:
         """Persist a new QUEUED execution and return it as stored (see ExecutionStore.create)."""
@@ -264,6 +270,12 @@ class InMemoryExecutionStore:
             del self._events[execution_id]
             return True
 
+    def delete_thread_runs(self, thread_id: str) -> None:
+        """Delete a thread's runs and their events (the foreign key's ON DELETE CASCADE)."""
+        for run in self.runs_of_thread(thread_id):
+            del self._rows[run.execution_id]
+            del self._events[run.execution_id]
+
     def runs_of_thread(self, thread_id: str) -> list[ExecutionState]:
         """Every run of one thread, in no order."""
         return [row for row in self._rows.values() if row.thread_id == thread_id]
@@ -321,22 +333,46 @@ class InMemoryExecutionStore:
                 recovered.append((row.execution_id, status))
         return recovered
 
-    async def request_cancel(self, execution_id: str) -> ExecutionState:
-        """QUEUED: FAILED "cancelled" now; RUNNING: marked for its worker to stop."""
+    async def request_cancel(
+        self, execution_id: str, action: CancelAction = "interrupt"
+    ) -> ExecutionState:
+        """QUEUED: FAILED "cancelled" now; RUNNING: marked for its worker to stop; a rollback
+        is forgotten as it ends so."""
         async with self._lock:
-            row = self._rows.get(execution_id)
-            if row is None:
-                raise ExecutionNotFound(execution_id)
-            if row.is_final:
-                raise InvalidTransition(execution_id, f"it is {row.status} and final")
-            marked = row.evolve(cancel_requested_at=row.cancel_requested_at or utcnow())
-            if row.status == ExecutionStatus.QUEUED:
-                failed = marked.evolve(status=ExecutionStatus.FAILED, error="cancelled")
-                marked = marked.evolve(**_changes(row, failed))
-            self._rows[execution_id] = marked
-            if marked.status != row.status:
-                self._record(row.status, marked)
-            return marked
+            return self._cancel(execution_id, action)
+
+    async def cancel_thread_runs(self, thread_id: str, action: CancelAction) -> list[str]:
+        """Cancel a thread's runs in flight, as cancel_thread_runs does; those still RUNNING."""
+        async with self._lock:
+            in_flight = [row for row in self.runs_of_thread(thread_id) if not row.is_final]
+            cancelled = [self._cancel(row.execution_id, action) for row in in_flight]
+            return [row.execution_id for row in cancelled if row.status == ExecutionStatus.RUNNING]
+
+    def _cancel(self, execution_id: str, action: CancelAction) -> ExecutionState:
+        """request_cancel with the lock held."""
+        row = self._rows.get(execution_id)
+        if row is None:
+            raise ExecutionNotFound(execution_id)
+        if row.is_final:
+            raise InvalidTransition(execution_id, f"it is {row.status} and final")
+        marked = row.evolve(
+            cancel_requested_at=row.cancel_requested_at or utcnow(),
+            cancel_action=ROLLBACK if row.cancel_action == ROLLBACK else action,
+        )
+        if row.status == ExecutionStatus.QUEUED:
+            failed = marked.evolve(status=ExecutionStatus.FAILED, error="cancelled")
+            marked = marked.evolve(**_changes(row, failed))
+        self._rows[execution_id] = marked
+        if marked.status != row.status:
+            self._record(row.status, marked)
+        return marked
+
+    def _forget(self, state: ExecutionState) -> None:
+        """Delete a rolled-back run, its history and its checkpoints (lg_deploy.forget_runs)."""
+        if self.run_forgetter is not None:
+            self.run_forgetter(state)
+        self._rows.pop(state.execution_id, None)
+        self._events.pop(state.execution_id, None)
 
     def _by_key(self, key: str) -> ExecutionState | None:
         return next((r for r in self._rows.values() if r.idempotency_key == key), None)
@@ -356,8 +392,20 @@ class InMemoryExecutionStore:
             traceback=state.traceback if carries_error and from_status is not None else None,
         )
         self._events[state.execution_id].append(event)
+        if _rolled_back(from_status, state):
+            self._forget(state)
         if state.thread_id is not None and self.thread_follower is not None:
             self.thread_follower(state, self.runs_of_thread(state.thread_id))
+
+
+def _rolled_back(from_status: ExecutionStatus | None, state: ExecutionState) -> bool:
+    """True when a run asked to roll back has just ended cancelled (executions_rollback)."""
+    failed = ExecutionStatus.FAILED
+    return (
+        from_status not in (None, failed)
+        and state.status == failed
+        and (state.cancel_action == ROLLBACK)
+    )
 
 
 def _owned(row: ExecutionState, worker_id: str, attempt: int) -> bool:

@@ -22,6 +22,7 @@ from lg_deploy.errors import (
 )
 from lg_deploy.models import (
     MUTABLE_FIELDS,
+    CancelAction,
     ExecutionEvent,
     ExecutionState,
     ExecutionStatus,
@@ -308,9 +309,12 @@ class PostgresExecutionStore:
         rows = await self._fetch_all(query("recover_expired"), {"now": now, "limit": limit})
         return [(str(row["execution_id"]), ExecutionStatus(row["status"])) for row in rows]
 
-    async def request_cancel(self, execution_id: str) -> ExecutionState:
+    async def request_cancel(
+        self, execution_id: str, action: CancelAction = "interrupt"
+    ) -> ExecutionState:
         """QUEUED: FAILED "cancelled" now; RUNNING: marked, and its worker told by NOTIFY."""
-        row = await self._fetch_one(query("request_cancel"), {"execution_id": execution_id})
+        params = {"execution_id": execution_id, "action": action}
+        row = await self._fetch_one(query("request_cancel"), params)
         if row is not None:
             return row_to_state(row)
         current = await self.get(execution_id)

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from lg_deploy.errors import LgDeployError
 from lg_deploy.models import (
+    CancelAction,
     ExecutionEvent,
     ExecutionState,
     ExecutionStatus,
@@ -109,8 +110,11 @@ class ExecutionStore(Protocol):
         """Recover RUNNING executions whose lease passed (QUEUED, or FAILED when none left)."""
         ...
 
-    async def request_cancel(self, execution_id: str) -> ExecutionState:
-        """QUEUED: FAILED "cancelled" now; RUNNING: marked for its worker to stop.
+    async def request_cancel(
+        self, execution_id: str, action: CancelAction = "interrupt"
+    ) -> ExecutionState:
+        """QUEUED: FAILED "cancelled" now; RUNNING: marked for its worker to stop. With
+        `action` rollback the run is forgotten as it ends cancelled (and its checkpoints).
 
         Raises ExecutionNotFound, or InvalidTransition when it is already final.
         """

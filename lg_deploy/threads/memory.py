@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from langgraph.checkpoint.memory import InMemorySaver
+
 from lg_deploy.errors import ThreadBusy, ThreadNotFound
 from lg_deploy.models import ExecutionState, ExecutionStatus, utcnow
 from lg_deploy.store.memory import InMemoryExecutionStore
+from lg_deploy.threads.checkpoints import copy_thread, forget_run
 from lg_deploy.threads.models import RunAdmission, Thread, ThreadQuery, ThreadStatus
 
 INTERRUPT_KEY = "__interrupt__"
@@ -39,11 +42,18 @@ class InMemoryThreadStore:
     """Threads of one process (the memory backend); over `executions`, they follow their runs
     as lg_deploy.threads_follow_runs makes them in SQL."""
 
-    def __init__(self, executions: InMemoryExecutionStore | None = None) -> None:
+    def __init__(
+        self,
+        executions: InMemoryExecutionStore | None = None,
+        saver: InMemorySaver | None = None,
+    ) -> None:
         self._threads: dict[str, Thread] = {}
         self._executions = executions
+        self._saver = saver  # the threads' checkpoints, deleted and copied with them
         if executions is not None:
             executions.thread_follower = self._follow
+            if saver is not None:
+                executions.run_forgetter = self._forget_checkpoints
 
     async def create(self, thread_id: str | None, metadata: dict[str, Any]) -> Thread | None:
         """A new idle thread (a fresh id when None); None when `thread_id` is taken."""
@@ -82,13 +92,39 @@ class InMemoryThreadStore:
         return merged
 
     async def delete(self, thread_id: str) -> bool:
-        """Delete the thread; False when there was none."""
-        return self._threads.pop(str(uuid.UUID(thread_id)), None) is not None
+        """Delete the thread, its runs and its checkpoints; False when there was none."""
+        return await self.delete_many([thread_id]) == 1
 
     async def delete_many(self, thread_ids: list[str]) -> int:
-        """Delete the threads among `thread_ids`; how many existed."""
+        """Delete the threads among `thread_ids` (runs and checkpoints too); how many existed."""
         unique = {str(uuid.UUID(i)) for i in thread_ids}
+        for thread_id in unique:
+            if self._executions is not None:
+                self._executions.delete_thread_runs(thread_id)
+            if self._saver is not None:
+                self._saver.delete_thread(thread_id)
         return sum(1 for i in unique if self._threads.pop(i, None) is not None)
+
+    async def copy(self, thread_id: str) -> Thread | None:
+        """A new thread with this one's metadata, values and checkpoints (not its runs)."""
+        source = await self.get(thread_id)
+        if source is None:
+            return None
+        now = utcnow()
+        status = ThreadStatus.IDLE if source.status == ThreadStatus.BUSY else source.status
+        copied = source.model_copy(
+            update={
+                "thread_id": str(uuid.uuid4()),
+                "status": status,
+                "created_at": now,
+                "updated_at": now,
+                "state_updated_at": now,
+            }
+        )
+        self._threads[copied.thread_id] = copied
+        if self._saver is not None:
+            copy_thread(self._saver, source.thread_id, copied.thread_id)
+        return copied
 
     async def search(self, query: ThreadQuery) -> list[Thread]:
         """One page of the threads `query` asks for, in its order (thread id breaks ties)."""
@@ -116,6 +152,8 @@ class InMemoryThreadStore:
         runs = self._executions.runs_of_thread(thread.thread_id)
         if admission.reject_if_busy and any(not run.is_final for run in runs):
             raise ThreadBusy(thread_id)
+        if admission.cancel_in_flight is not None:
+            await self._executions.cancel_thread_runs(thread.thread_id, admission.cancel_in_flight)
         if not {"graph_id", "assistant_id"} <= thread.metadata.keys():
             labels = {"graph_id": state.graph_id, "assistant_id": admission.assistant_id}
             metadata = {**labels, **thread.metadata}
@@ -137,6 +175,11 @@ class InMemoryThreadStore:
         self._threads[thread.thread_id] = thread.model_copy(
             update={**update, "updated_at": now, "state_updated_at": now}
         )
+
+    def _forget_checkpoints(self, run: ExecutionState) -> None:
+        """Delete what a rolled-back run wrote on its thread's checkpoints."""
+        if self._saver is not None and run.thread_id is not None:
+            forget_run(self._saver, run.thread_id, run.execution_id)
 
     def _follow(self, changed: ExecutionState, runs: list[ExecutionState]) -> None:
         """What the threads trigger does when a run of a thread is inserted or changes status."""

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from lg_deploy.models import CancelAction
+
 SortKey = Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"]
 
 
@@ -53,9 +55,11 @@ class ThreadQuery:
 
 @dataclass(frozen=True)
 class RunAdmission:
-    """How a run joins its thread: create a missing thread?, refuse if one is in flight?"""
+    """How a run joins its thread: create a missing thread?, refuse if one is in flight?, or
+    cancel those in flight first (interrupt, or rollback: forgotten with their checkpoints)?"""
 
     create_thread: bool = False
     reject_if_busy: bool = False
+    cancel_in_flight: CancelAction | None = None
     assistant_id: str = ""  # labels the thread's metadata with graph_id and assistant_id
     delay_seconds: float = 0.0  # due this long after now (after_seconds)

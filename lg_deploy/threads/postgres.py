@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, LiteralString
 
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from lg_deploy.checkpoints import tables_exist
 from lg_deploy.db.queries import query
 from lg_deploy.errors import InvalidTransition, ThreadBusy, ThreadNotFound
 from lg_deploy.models import ExecutionState
 from lg_deploy.store.postgres import insert_params, row_to_state
 from lg_deploy.store.rules import check_new
 from lg_deploy.threads.models import RunAdmission, Thread, ThreadQuery, ThreadStatus
+
+THREAD_ADMISSION_LOCK = 0x6C677468  # the advisory lock class of thread admissions ("lgth")
 
 
 def row_to_thread(row: dict[str, Any]) -> Thread:
@@ -57,13 +61,36 @@ class PostgresThreadStore:
         return row_to_thread(rows[0]) if rows else None
 
     async def delete(self, thread_id: str) -> bool:
-        """Delete the thread; False when there was none."""
-        return bool(await self._fetch("delete_thread", {"thread_id": thread_id}))
+        """Delete the thread, its runs and its checkpoints; False when there was none."""
+        return await self.delete_many([thread_id]) == 1
 
     async def delete_many(self, thread_ids: list[str]) -> int:
-        """Delete the threads among `thread_ids`; how many existed."""
-        rows = await self._fetch("delete_threads", {"ids": thread_ids})
-        return int(rows[0]["count"])
+        """Delete the threads among `thread_ids` (runs and checkpoints too), in one transaction;
+        how many existed."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(query("delete_threads"), {"ids": thread_ids})
+            row = await cursor.fetchone()
+            if await tables_exist(conn):
+                params = {"thread_ids": [str(uuid.UUID(i)) for i in thread_ids]}
+                await conn.execute(query("delete_thread_checkpoints"), params)
+        return int(row[0]) if row else 0
+
+    async def copy(self, thread_id: str) -> Thread | None:
+        """A new thread with this one's metadata, values and checkpoints, in one transaction."""
+        target = str(uuid.uuid4())
+        async with (
+            self._pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            await cur.execute(query("copy_thread"), {"source": thread_id, "target": target})
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            if await tables_exist(conn):
+                params = {"source": str(uuid.UUID(thread_id)), "target": target}
+                await cur.execute(query("copy_thread_checkpoints"), params)
+        return row_to_thread(row)
 
     async def search(self, query_: ThreadQuery) -> list[Thread]:
         """One page of the threads `query_` asks for, in its order."""
@@ -82,8 +109,8 @@ class PostgresThreadStore:
         return int(rows[0]["count"])
 
     async def submit_run(self, state: ExecutionState, admission: RunAdmission) -> ExecutionState:
-        """Add a QUEUED run to its thread in one transaction, the thread row locked meanwhile
-        (so two runs asking to be refused on a busy thread cannot both get in)."""
+        """Add a QUEUED run to its thread in one transaction, holding the thread's admission
+        lock (so two runs asking to be refused on a busy thread cannot both get in)."""
         check_new(state)
         thread_id = state.thread_id
         assert thread_id is not None
@@ -92,17 +119,21 @@ class PostgresThreadStore:
             conn.transaction(),
             conn.cursor(row_factory=dict_row) as cur,
         ):
-            await cur.execute(query("lock_thread"), {"thread_id": thread_id})
+            lock = {"lock_class": THREAD_ADMISSION_LOCK, "thread_id": thread_id}
+            await cur.execute(query("lock_thread_admission"), lock)
+            await cur.execute(query("get_thread"), {"thread_id": thread_id})
             if await cur.fetchone() is None:
                 if not admission.create_thread:
                     raise ThreadNotFound(thread_id)
                 params = {"thread_id": thread_id, "metadata": Jsonb({})}
                 await cur.execute(query("insert_thread"), params)
-                await cur.execute(query("lock_thread"), {"thread_id": thread_id})
             if admission.reject_if_busy:
                 await cur.execute(query("thread_runs_in_flight"), {"thread_id": thread_id})
                 if await cur.fetchall():
                     raise ThreadBusy(thread_id)
+            if admission.cancel_in_flight is not None:
+                params = {"thread_id": thread_id, "action": admission.cancel_in_flight}
+                await cur.execute(query("cancel_thread_runs"), params)
             labels = {
                 "thread_id": thread_id,
                 "graph_id": state.graph_id,

@@ -24,11 +24,16 @@ class ThreadStore(Protocol):
         ...
 
     async def delete(self, thread_id: str) -> bool:
-        """Delete the thread; False when there was none."""
+        """Delete the thread, its runs and its checkpoints; False when there was none."""
         ...
 
     async def delete_many(self, thread_ids: list[str]) -> int:
-        """Delete the threads among `thread_ids`; how many existed."""
+        """Delete the threads among `thread_ids` (runs and checkpoints too); how many existed."""
+        ...
+
+    async def copy(self, thread_id: str) -> Thread | None:
+        """A new thread with this one's metadata, values and checkpoints (not its runs); None
+        when there is no such thread."""
         ...
 
     async def search(self, query: ThreadQuery) -> list[Thread]:
@@ -43,7 +48,8 @@ class ThreadStore(Protocol):
         """Add a QUEUED run to its thread (state.thread_id) in one step, as `admission` says.
 
         Raises ThreadNotFound (no thread, and not to create it) or ThreadBusy (a run is in
-        flight and the run asked to be refused then); the thread is labelled with its graph.
+        flight and the run asked to be refused then); runs in flight are cancelled first when
+        asked, in the same step; the thread is labelled with its graph.
         """
         ...
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from langgraph.types import StateSnapshot
+
 from lg_deploy.failures import describe_error
 from lg_deploy.graphs import CompiledGraph, to_json_object
 
@@ -35,8 +37,8 @@ def _interrupt(item: Any) -> dict[str, Any]:
 
 
 def _task(task: Any) -> dict[str, Any]:
-    state = task.state
-    nested = state if hasattr(state, "values") else None
+    state = task.state  # a subgraph's StateSnapshot (subgraphs=True), else its config
+    nested = state if isinstance(state, StateSnapshot) else None
     return {
         "id": task.id,
         "name": task.name,

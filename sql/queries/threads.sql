@@ -17,9 +17,14 @@ SET metadata = metadata || %(metadata)s,
 WHERE thread_id = %(thread_id)s
 RETURNING *;
 
--- name: delete_thread
--- Delete a thread; its id back when it existed.
-DELETE FROM lg_deploy.threads WHERE thread_id = %(thread_id)s RETURNING thread_id;
+-- name: copy_thread
+-- A new thread (id `target`) with a thread's metadata, config, values, interrupts and error;
+-- busy becomes idle (its runs stay behind). No row back when there is no such thread.
+INSERT INTO lg_deploy.threads (thread_id, status, metadata, config, "values", interrupts, error)
+SELECT %(target)s::uuid, CASE WHEN status = 'busy' THEN 'idle' ELSE status END, metadata,
+       config, "values", interrupts, error
+FROM lg_deploy.threads WHERE thread_id = %(source)s
+RETURNING *;
 
 -- name: delete_threads
 -- Delete the threads among these ids; how many there were.
@@ -64,9 +69,12 @@ WHERE metadata @> %(metadata)s
   AND (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(ids)s::uuid[] IS NULL OR thread_id = ANY(%(ids)s::uuid[]));
 
--- name: lock_thread
--- Lock one thread for the transaction that adds a run to it; no row back when absent.
-SELECT thread_id FROM lg_deploy.threads WHERE thread_id = %(thread_id)s FOR UPDATE;
+-- name: lock_thread_admission
+-- Take a thread's admission lock for this transaction: runs join a thread one at a time. An
+-- advisory lock, not the thread's row lock: a run that changes status locks its row and then,
+-- by the trigger, its thread's, so an admission holding the thread's row and then cancelling its
+-- runs would deadlock with it.
+SELECT pg_advisory_xact_lock(%(lock_class)s, hashtext(%(thread_id)s::text));
 
 -- name: thread_runs_in_flight
 -- The ids of a thread's QUEUED and RUNNING runs, oldest first.

@@ -109,4 +109,59 @@ assert.equal((await client.threads.get(cancelled)).status, "idle");
 // Delete: a finished run goes, and is a 404 after.
 await client.runs.delete(missing, made.run_id);
 await assert.rejects(client.runs.get(missing, made.run_id), /404/);
+// Rollback: the run in flight is forgotten with its note; the thread goes on without it.
+const rolled = (await client.threads.create()).thread_id;
+await client.runs.wait(rolled, "notes", { input: { note: "a" } });
+const doomed = await client.runs.create(rolled, "notes", { input: { note: "b", seconds: 60 } });
+await until("the doomed run's note to be saved", async () => {
+  const notes = (await client.threads.getState(rolled)).values.notes;
+  return JSON.stringify(notes) === JSON.stringify(["a", "b"]);
+});
+const after = await client.runs.create(rolled, "notes", {
+  input: { note: "c" },
+  multitaskStrategy: "rollback",
+});
+assert.deepEqual((await client.runs.join(rolled, after.run_id)).notes, ["a", "c"]);
+await assert.rejects(client.runs.get(rolled, doomed.run_id), /404/);
+const late = await client.runs.create(rolled, "notes", { input: { note: "d", seconds: 60 } });
+await until("the late run's note to be saved", async () => {
+  const notes = (await client.threads.getState(rolled)).values.notes;
+  return notes.length === 3;
+});
+await client.runs.cancel(rolled, late.run_id, true, "rollback");
+await assert.rejects(client.runs.get(rolled, late.run_id), /404/);
+assert.deepEqual((await client.threads.getState(rolled)).values.notes, ["a", "c"]);
+
+// Commands: goto with an update runs the node; a resume with an update applies both.
+const steered = (await client.threads.create()).thread_id;
+await client.runs.wait(steered, "approval", { input: { request: "car" } });
+const jumped = await client.runs.wait(steered, "approval", {
+  command: { update: { answer: "yes" }, goto: "act" },
+});
+assert.deepEqual([jumped.steps, jumped.decision], [["prepare", "act"], "approved"]);
+const answered = await client.runs.wait(steered, "approval", {
+  command: { update: { request: "bike" }, resume: "no" },
+});
+assert.deepEqual([answered.request, answered.decision], ["bike", "refused"]);
+
+// Copy: a new thread with the conversation's state, which then goes its own way.
+const twin = await client.threads.copy(chat);
+assert.notEqual(twin.thread_id, chat);
+assert.deepEqual(
+  (await client.threads.getState(twin.thread_id)).values,
+  (await client.threads.getState(chat)).values,
+);
+const forked = await client.runs.wait(twin.thread_id, "chat", { input: { message: "fork" } });
+assert.deepEqual(forked.messages, ["hi", "again", "fork"]);
+assert.deepEqual((await client.threads.getState(chat)).values.messages, ["hi", "again"]);
+
+// Subgraph state: the interrupt inside a subgraph shows in its task's own state.
+const nested = (await client.threads.create()).thread_id;
+await client.runs.wait(nested, "nested", { input: { topic: "colour" } });
+const deep = await client.threads.getState(nested, undefined, { subgraphs: true });
+assert.deepEqual(deep.tasks[0].state.next, ["ask_inside"]);
+assert.deepEqual(await client.runs.wait(nested, "nested", { command: { resume: "blue" } }), {
+  topic: "colour",
+  answer: "blue",
+});
 console.log("thread runs: all assertions held");

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
 
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphOutcome, GraphRegistry, GraphRun
 from lg_deploy.worker import GraphRunner
+from tests.support.servers import running_server
 
 # The graphs test queues claim: the shipped examples and the fakes the worker tests run.
 TEST_GRAPHS = ("echo", "sleep", "fail", "pipeline", "anything", "boom", "own_timeout")
@@ -117,12 +122,36 @@ THREAD_GRAPHS = {
     "echo": "lg_deploy.examples.echo:graph",
     "sleep": "lg_deploy.examples.sleep:graph",
     "fail": "lg_deploy.examples.fail:graph",
+    "notes": "./thread_graphs.py:notes",
+    "nested": "./thread_graphs.py:nested",
 }
 
 
 def thread_graphs_env(env: dict[str, str], folder: Path) -> dict[str, str]:
-    """`env` serving THREAD_GRAPHS (the conversation and approval examples) from a
-    langgraph.json written in `folder`."""
+    """`env` serving THREAD_GRAPHS (the conversation and approval examples, and the graphs of
+    tests/support/thread_graphs.py) from a langgraph.json written in `folder`."""
+    shutil.copy(Path(__file__).with_name("thread_graphs.py"), folder / "thread_graphs.py")
     config = folder / "langgraph.json"
     config.write_text(json.dumps({"graphs": THREAD_GRAPHS}), encoding="utf-8")
     return {**env, "LG_DEPLOY_CONFIG": str(config)}
+
+
+THREAD_API_KEY = "thread-runs-key"
+
+
+@pytest.fixture
+def thread_server(worker_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """A running `lg-deploy serve` with THREAD_GRAPHS, keyed THREAD_API_KEY; yields its URL."""
+    env = thread_graphs_env({**worker_env, "LG_DEPLOY_API_KEY": THREAD_API_KEY}, tmp_path)
+    with running_server(env, tmp_path) as started:
+        yield started.url
+
+
+@pytest.fixture
+async def sdk(thread_server: str) -> AsyncIterator[LangGraphClient]:
+    """The official Python SDK's client of the thread server."""
+    client = get_client(url=thread_server, api_key=THREAD_API_KEY)
+    try:
+        yield client
+    finally:
+        await client.http.client.aclose()
