@@ -32,6 +32,8 @@ DEFAULT_GRAPHS: dict[str, str] = {
     "sleep": "lg_deploy.examples.sleep:graph",
     "fail": "lg_deploy.examples.fail:graph",
     "pipeline": "lg_deploy.examples.pipeline:graph",
+    "chat": "lg_deploy.examples.chat:graph",
+    "approval": "lg_deploy.examples.approval:graph",
 }
 
 

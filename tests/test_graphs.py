@@ -147,7 +147,7 @@ def test_default_graphs_all_load() -> None:
     """Every shipped example spec imports and is a graph."""
     registry = GraphRegistry(DEFAULT_GRAPHS)
     registry.load_all()
-    assert registry.names() == ["echo", "fail", "pipeline", "sleep"]
+    assert registry.names() == ["approval", "chat", "echo", "fail", "pipeline", "sleep"]
 
 
 # --- registry -----------------------------------------------------------------------------------
@@ -194,8 +194,8 @@ async def test_unknown_graph_lists_known_names() -> None:
     """Asking for an unregistered name raises UnknownGraph listing the known names."""
     with pytest.raises(UnknownGraph) as raised:
         await GraphRegistry(DEFAULT_GRAPHS).get("nope")
-    assert raised.value.known == ["echo", "fail", "pipeline", "sleep"]
-    assert "echo, fail, pipeline, sleep" in str(raised.value)
+    assert raised.value.known == ["approval", "chat", "echo", "fail", "pipeline", "sleep"]
+    assert "approval, chat, echo, fail, pipeline, sleep" in str(raised.value)
 
 
 @pytest.mark.req("GRAPH-REGISTRY")

@@ -4,6 +4,7 @@ running run per thread, the thread following its runs (trigger), and rows insert
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -11,7 +12,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from lg_deploy.errors import ThreadBusy, ThreadNotFound
-from lg_deploy.models import ExecutionStatus, Finish
+from lg_deploy.models import ExecutionStatus, Finish, utcnow
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.threads.memory import InMemoryThreadStore
 from lg_deploy.threads.models import RunAdmission, ThreadStatus
@@ -175,3 +176,27 @@ def test_the_schema_guards_thread_runs_rows_inserted_by_sql(sql: psycopg.Connect
         " WHERE from_status = 'RUNNING' AND to_status = 'INTERRUPTED'"
     ).fetchone()
     assert meaning is not None
+
+
+@pytest.mark.req("THREAD-RUNS", "DUR-LEASE")
+async def test_recovery_ends_the_thread_busy_spell_with_the_run(backend: Backend) -> None:
+    """A thread run whose worker is gone: lease recovery requeues it (the thread stays busy),
+    and with no attempts left fails it, the thread becoming `error` in that same step."""
+    threads = thread_store(backend)
+    thread = await threads.create(None, {})
+    assert thread is not None
+    state = make_state(thread_id=thread.thread_id, max_attempts=2)
+    await threads.submit_run(state, RunAdmission())
+    claimer = make_claimer(backend.store, worker_id="gone")
+    for attempt, status, thread_status in [
+        (1, ExecutionStatus.QUEUED, ThreadStatus.BUSY),
+        (2, ExecutionStatus.FAILED, ThreadStatus.ERROR),
+    ]:
+        (running,) = await claimer.claim(1)
+        assert running.attempts == attempt
+        later = utcnow() + timedelta(minutes=5)
+        assert await backend.store.recover_expired(now=later) == [(state.execution_id, status)]
+        after = await threads.get(thread.thread_id)
+        assert after is not None
+        assert after.status == thread_status
+    assert "no attempts left" in str(after.error)
