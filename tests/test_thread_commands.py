@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import NotFoundError
+
+from tests.support.graphs import THREAD_API_KEY
 
 
 def _count(sql: psycopg.Connection[Any], table: str, thread_id: str) -> int:
@@ -153,3 +156,41 @@ async def test_copy_forks_a_thread_and_delete_takes_its_checkpoints(
     assert _count(sql, "checkpoints", twin) > 0
     with pytest.raises(NotFoundError):
         await sdk.threads.copy(tid)
+
+
+@pytest.mark.req("THREAD-STATE")
+def test_bad_state_requests_are_clear_json_errors_and_change_nothing(
+    thread_server: str, sql: psycopg.Connection[Any]
+) -> None:
+    """An update before the thread has a graph or while a run is in flight: 409; as an unknown
+    node: 400; an unknown checkpoint: 404; malformed values: 422; each JSON with the request
+    id, and no update checkpoint is written."""
+    headers = {"x-api-key": THREAD_API_KEY}
+    with httpx.Client(base_url=thread_server, headers=headers, timeout=30) as http:
+        fresh = http.post("/threads", json={}).json()["thread_id"]
+        busy = http.post("/threads", json={}).json()["thread_id"]
+        http.post(f"/threads/{busy}/runs/wait", json={"assistant_id": "notes", "input": {}})
+        http.post(
+            f"/threads/{busy}/runs",
+            json={"assistant_id": "notes", "input": {"note": "slow", "seconds": 60}},
+        )
+        cases = [
+            ("post", f"/threads/{fresh}/state", {"values": {"a": 1}}, 409),
+            ("post", f"/threads/{busy}/state", {"values": {"notes": ["x"]}}, 409),
+            ("post", f"/threads/{busy}/state", {"values": [1]}, 422),
+            ("get", f"/threads/{busy}/state/1f000000-0000-6000-8000-000000000000", None, 404),
+            ("post", f"/threads/{busy}/history", {"limit": 0}, 422),
+        ]
+        for method, path, body, status in cases:
+            answer = http.request(method, path, json=body)
+            assert answer.status_code == status, (path, body, answer.text)
+            assert answer.json()["request_id"] == answer.headers["X-Request-ID"]
+        idle = http.post("/threads", json={}).json()["thread_id"]
+        http.post(f"/threads/{idle}/runs/wait", json={"assistant_id": "notes", "input": {}})
+        nowhere = http.post(f"/threads/{idle}/state", json={"values": {}, "as_node": "nowhere"})
+        assert nowhere.status_code == 400, nowhere.text
+        assert "nowhere" in nowhere.json()["message"]
+    updates = sql.execute(
+        "SELECT count(*) FROM lg_deploy.checkpoints WHERE metadata ->> 'source' = 'update'"
+    ).fetchone()
+    assert updates == (0,)

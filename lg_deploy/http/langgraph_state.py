@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from langgraph.errors import InvalidUpdateError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -162,7 +163,7 @@ async def update_state(request: Request) -> Response:
         written = await write_state(
             graph, thread.thread_id, body.values, as_node=body.as_node, checkpoint=checkpoint
         )
-    except (ValueError, KeyError) as error:  # LangGraph's word for an unknown node, say
+    except (InvalidUpdateError, ValueError, KeyError) as error:  # an unknown node, say
         raise ApiError(400, f"cannot update the state: {error}") from None
     state = await read_state(graph, thread.thread_id)
     if state is not None:
