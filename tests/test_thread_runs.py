@@ -118,7 +118,8 @@ async def test_history_update_state_and_a_run_from_a_past_checkpoint(
 async def test_a_breakpoint_stops_before_its_node_and_null_input_continues(
     sdk: LangGraphClient,
 ) -> None:
-    """interrupt_before: the thread is interrupted with no interrupts; input None goes on."""
+    """interrupt_before and interrupt_after: the thread is interrupted with no interrupts and
+    the node next; input None goes on from there."""
     tid = (await sdk.threads.create())["thread_id"]
     stopped = await sdk.runs.wait(tid, "chat", input={"message": "x"}, interrupt_before=["reply"])
     assert stopped["replies"] == []
@@ -126,6 +127,12 @@ async def test_a_breakpoint_stops_before_its_node_and_null_input_continues(
     assert (thread["status"], thread["interrupts"]) == ("interrupted", {})
     went_on = await sdk.runs.wait(tid, "chat", input=None)
     assert went_on["replies"] == ["turn 1 for someone: x"]
+    after = await sdk.runs.wait(tid, "chat", input={"message": "y"}, interrupt_after=["listen"])
+    assert (after["messages"], len(after["replies"])) == (["x", "y"], 1)
+    assert (await sdk.threads.get_state(tid))["next"] == ["reply"]
+    assert (await sdk.threads.get(tid))["status"] == "interrupted"
+    finished = await sdk.runs.wait(tid, "chat", input=None)
+    assert finished["replies"][-1] == "turn 2 for someone: y"
 
 
 async def _status_is(sdk: LangGraphClient, tid: str, rid: str, status: str) -> bool:
