@@ -9,7 +9,7 @@ from pydantic.json_schema import models_json_schema
 
 from lg_deploy import __version__
 from lg_deploy.http.auth import OPEN_PATHS
-from lg_deploy.http.langgraph_api import Assistant, AssistantSearch, Run
+from lg_deploy.http.langgraph_api import Run
 from lg_deploy.http.langgraph_run_body import (
     RunCreate,
     RunWait,
@@ -25,6 +25,16 @@ from lg_deploy.http.langgraph_threads import (
     ThreadPrune,
     ThreadSearch,
 )
+from lg_deploy.http.openapi_assistants import assistant_paths
+from lg_deploy.http.openapi_parts import REF as _REF
+from lg_deploy.http.openapi_parts import answer as _answer
+from lg_deploy.http.openapi_parts import any_object as _any_object
+from lg_deploy.http.openapi_parts import array_of as _array_of
+from lg_deploy.http.openapi_parts import errors as _errors
+from lg_deploy.http.openapi_parts import json_content as _json_content
+from lg_deploy.http.openapi_parts import operation as _operation
+from lg_deploy.http.openapi_parts import path_params as _path_params
+from lg_deploy.http.openapi_parts import query_params as _query_params
 from lg_deploy.http.schemas import (
     ErrorBody,
     EventList,
@@ -38,7 +48,6 @@ from lg_deploy.http.schemas import (
 from lg_deploy.models import ExecutionState
 from lg_deploy.threads.models import Thread
 
-_REF = "#/components/schemas/{model}"
 UNAUTHORIZED = "missing or wrong API key (only when LG_DEPLOY_API_KEY is set)"
 _ID_PARAM = {
     "name": "execution_id",
@@ -46,42 +55,6 @@ _ID_PARAM = {
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
 }
-
-
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": _REF.format(model=model.__name__)}
-
-
-def _json_content(model: type[BaseModel]) -> dict[str, Any]:
-    return {"application/json": {"schema": _ref(model)}}
-
-
-def _answer(description: str, model: type[BaseModel], **headers: str) -> dict[str, Any]:
-    answer: dict[str, Any] = {"description": description, "content": _json_content(model)}
-    if headers:
-        answer["headers"] = {
-            name: {"description": text, "schema": {"type": "string"}}
-            for name, text in headers.items()
-        }
-    return answer
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): _answer("error", ErrorBody) for code in codes}
-
-
-def _query_params(model: type[BaseModel], defs: dict[str, Any]) -> list[dict[str, Any]]:
-    """One parameter per field; shared schemas (enums) go to `defs` for components."""
-    schema = model.model_json_schema(ref_template=_REF)
-    defs.update(schema.get("$defs", {}))
-    return [
-        {"name": name, "in": "query", "required": False, "schema": prop}
-        for name, prop in schema["properties"].items()
-    ]
-
-
-def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"summary": summary, "responses": {**responses, **_errors(500)}, **extra}
 
 
 def build_openapi() -> dict[str, Any]:
@@ -193,32 +166,14 @@ def build_openapi() -> dict[str, Any]:
     }
 
 
-def _array_of(model: type[BaseModel], description: str) -> dict[str, Any]:
-    schema = {"type": "array", "items": _ref(model)}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _any_object(description: str) -> dict[str, Any]:
-    schema = {"type": "object", "additionalProperties": True}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _path_params(*names: str) -> list[dict[str, Any]]:
-    return [
-        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
-    ]
-
-
 def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
     """The LangGraph Platform routes (lg_deploy.http.langgraph_api)."""
     models: list[type[BaseModel]] = [
-        Assistant,
         Run,
         RunCreate,
         RunWait,
         ThreadRunCreate,
         ThreadRunWait,
-        AssistantSearch,
         StateAt,
         StateUpdate,
         HistoryQuery,
@@ -243,20 +198,6 @@ def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
     }
     written = _any_object("the new checkpoint: {checkpoint, configurable, checkpoint_id}")
     return {
-        "/assistants/search": {
-            "post": _operation(
-                "Assistants: one per graph",
-                {"200": _array_of(Assistant, "assistants"), **_errors(400, 413, 415, 422)},
-                requestBody={"required": False, "content": _json_content(AssistantSearch)},
-            )
-        },
-        "/assistants/{assistant_id}": {
-            "get": _operation(
-                "An assistant, by graph name or its uuid5",
-                {"200": _answer("the assistant", Assistant), **_errors(404)},
-                parameters=_path_params("assistant_id"),
-            )
-        },
         "/runs": {"post": _operation("Start a background run", created, **create)},
         "/runs/wait": {"post": _operation("Start a run; its output once final", waited, **wait)},
         "/threads/{thread_id}/runs": {
@@ -342,6 +283,7 @@ def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
             "post": _operation("Cancel (wait=1: once final)", cancelled, parameters=thread_run)
         },
         **_thread_paths(components),
+        **assistant_paths(components),
     }
 
 
