@@ -1,7 +1,9 @@
-"""The assistant stores: one behaviour suite run against memory and PostgreSQL."""
+"""The assistant stores, and the catalog over them: one behaviour suite run against memory and
+PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,10 +11,17 @@ from typing import Any
 import psycopg
 import pytest
 
+from lg_deploy.assistants.catalog import AssistantCatalog, assistant_id_of
 from lg_deploy.assistants.memory import InMemoryAssistantStore
-from lg_deploy.assistants.models import AssistantChange, AssistantQuery, NewAssistant
+from lg_deploy.assistants.models import (
+    AssistantChange,
+    AssistantQuery,
+    AssistantSortKey,
+    NewAssistant,
+)
 from lg_deploy.assistants.postgres import PostgresAssistantStore
 from lg_deploy.assistants.protocol import AssistantStore
+from lg_deploy.assistants.rules import ordered
 from lg_deploy.db.pool import open_pool
 
 
@@ -197,3 +206,51 @@ def test_the_database_refuses_assistant_rows_no_api_would_write(
             " VALUES (gen_random_uuid(), 1, 'g', 'n')"
         )
     assert orphan.value.diag.constraint_name == "assistant_versions_assistant_fkey"
+
+
+@pytest.mark.req("ASSISTANTS")
+async def test_updates_at_once_each_get_a_version_of_their_own(assistants: AssistantStore) -> None:
+    """Five updates of one assistant at once make versions 2 to 6, each current in turn: the
+    row is locked while a version is added (PostgreSQL), so none is lost or doubled."""
+    made = await assistants.create(NewAssistant(graph_id="chat"))
+    assert made is not None
+    changes = [AssistantChange(metadata={f"k{n}": n}) for n in range(5)]
+    updated = await asyncio.gather(*(assistants.update(made.assistant_id, c) for c in changes))
+    assert sorted(a.version for a in updated if a is not None) == [2, 3, 4, 5, 6]
+    final = await assistants.get(made.assistant_id)
+    assert final is not None
+    assert (final.version, final.metadata) == (6, {f"k{n}": n for n in range(5)})
+    versions = await assistants.versions(made.assistant_id, {}, 10, 0)
+    assert [v.version for v in versions] == [6, 5, 4, 3, 2, 1]
+
+
+@pytest.mark.req("ASSISTANTS")
+@pytest.mark.parametrize(
+    ("sort_by", "descending"),
+    [("created_at", True), ("name", False), ("assistant_id", True), ("graph_id", False)],
+)
+async def test_catalog_pages_merge_system_and_stored_assistants_in_one_order(
+    assistants: AssistantStore, sort_by: AssistantSortKey, descending: bool
+) -> None:
+    """The catalog's pages of system and stored assistants, put end to end, are the one ordered
+    list of them all, whatever the order asked; count agrees; names and uuid5 find system ones."""
+    graphs = ["echo", "chat", "review"]
+    for number, graph in enumerate(["chat", "echo", "chat", "review", "echo"]):
+        await assistants.create(NewAssistant(graph_id=graph, name=f"{graph} {number}"))
+    catalog = AssistantCatalog(assistants, graphs)
+    whole = AssistantQuery(sort_by=sort_by, descending=descending, limit=100)
+    everything = await catalog.search(whole)
+    assert len(everything) == await catalog.count(whole) == 8
+    assert everything == ordered(everything, whole)
+    pages = []
+    for offset in range(0, 8, 3):
+        query = AssistantQuery(sort_by=sort_by, descending=descending, limit=3, offset=offset)
+        pages += await catalog.search(query)
+    assert pages == everything
+    chats = await catalog.search(AssistantQuery(graph_id="chat", name="CHAT", limit=100))
+    assert sorted(a.name for a in chats) == ["chat", "chat 0", "chat 2"]
+    system = catalog.system("chat")
+    assert system is not None
+    assert await catalog.find(assistant_id_of("chat")) == system
+    assert await catalog.find("nope") is None
+    assert await catalog.find(str(uuid.uuid4())) is None

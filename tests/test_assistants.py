@@ -49,8 +49,8 @@ async def test_the_python_sdk_creates_versions_searches_and_deletes_assistants(
     client: LangGraphClient, sql: psycopg.Connection[Any]
 ) -> None:
     """create (id, config, context, metadata, name, description, if_exists), get, update into
-    versions, get_versions, set_latest, search and count beside the system assistants, delete;
-    psql sees the rows and every version."""
+    versions, get_versions, set_latest, search and count beside the system assistants (which
+    have one version), delete; psql sees the rows and every version."""
     chosen = str(uuid.uuid4())
     made = await client.assistants.create(
         "chat",
@@ -160,6 +160,11 @@ async def test_the_python_sdk_creates_versions_searches_and_deletes_assistants(
     assert await client.assistants.count(graph_id="chat") == 2
     assert await client.assistants.count(metadata={"team": "blue"}) == 1
     assert await client.assistants.count(name="untitled") == 1
+    system_versions = await client.assistants.get_versions("chat")
+    assert [(v["assistant_id"], v["version"]) for v in system_versions] == [
+        (assistant_id_of("chat"), 1)
+    ]
+    assert await client.assistants.get_versions("chat", metadata={"team": "blue"}) == []
 
     rows = sql.execute(
         "SELECT assistant_id::text, graph_id, name, description, version, metadata"
