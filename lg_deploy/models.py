@@ -134,11 +134,14 @@ class ExecutionState(BaseModel):
     interrupts: dict[str, Any] | None = Field(
         default=None, description="INTERRUPTED: pending interrupts by task id"
     )
+    assistant_id: str | None = Field(
+        default=None, description="the stored assistant it was created with; null: its graph's"
+    )
 
-    @field_validator("execution_id", "thread_id")
+    @field_validator("execution_id", "thread_id", "assistant_id")
     @classmethod
     def _canonical_uuid(cls, value: str | None) -> str | None:
-        """Execution and thread ids are UUIDs in canonical lower-case text form."""
+        """Execution, thread and assistant ids are UUIDs in canonical lower-case text form."""
         return None if value is None else str(uuid.UUID(value))
 
     @model_validator(mode="after")

@@ -16,6 +16,9 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from psycopg_pool import AsyncConnectionPool
 
+from lg_deploy.assistants.memory import InMemoryAssistantStore
+from lg_deploy.assistants.postgres import PostgresAssistantStore
+from lg_deploy.assistants.protocol import AssistantStore
 from lg_deploy.checkpoints import memory_checkpointer, postgres_checkpointer
 from lg_deploy.db.embedded import start_embedded
 from lg_deploy.db.listener import CANCEL_CHANNEL, CHANNELS, FINISHED_CHANNEL, Listener
@@ -57,6 +60,7 @@ class Runtime:
     listener: Listener | None = None
     fleet: Fleet | None = None
     threads: ThreadStore = field(default_factory=InMemoryThreadStore)
+    assistants: AssistantStore = field(default_factory=InMemoryAssistantStore)
 
     def announce(self) -> None:
         """An execution was just stored as QUEUED: this process's claimer claims now.
@@ -207,6 +211,7 @@ async def _postgres_runtime(
     worker_id = make_worker_id()
     store = PostgresExecutionStore(pool)
     threads = PostgresThreadStore(pool)
+    assistants = PostgresAssistantStore(pool)
     claimer = PostgresClaimer(
         pool,
         worker_id=worker_id,
@@ -242,7 +247,9 @@ async def _postgres_runtime(
         try:
             await fleet.start()
             async with _running(worker, settings, metrics), retention:
-                yield Runtime(settings, store, registry, worker, pool, listener, fleet, threads)
+                yield Runtime(
+                    settings, store, registry, worker, pool, listener, fleet, threads, assistants
+                )
         finally:
             await claimer.close()
             await fleet.stop()

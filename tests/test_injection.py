@@ -43,6 +43,7 @@ PROBES = {
 ASCII = {name for name, value in PROBES.items() if value.isascii()}
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # README: what is echoed
 KEY_LIMIT = 200  # idempotency keys and assistant ids: 1-200 characters
+NAME_LIMIT = 1_000  # an assistant's name
 
 
 @dataclass
@@ -57,6 +58,13 @@ class Ctx:
     def tag() -> str:
         """A fresh value, so that no two submissions share graph and input by accident."""
         return uuid.uuid4().hex[:8]
+
+    def assistant(self) -> str:
+        """A new stored assistant of the echo graph."""
+        answer = self.client.post("/assistants", json={"graph_id": "echo"})
+        assert answer.status_code == 200, answer.text
+        assistant_id: str = answer.json()["assistant_id"]
+        return assistant_id
 
     def run_later(self) -> str:
         """A new run due in an hour (pending, so it can be cancelled)."""
@@ -82,6 +90,10 @@ def _submit(ctx: Ctx, headers: dict[str, bytes] | None = None, **body: Any) -> h
 
 def _run(ctx: Ctx, path: str = "/runs", **body: Any) -> httpx.Response:
     return ctx.client.post(path, json={"assistant_id": "echo", **body})
+
+
+def _assistant(ctx: Ctx, **body: Any) -> httpx.Response:
+    return ctx.client.post("/assistants", json={"graph_id": "echo", **body})
 
 
 def _seg(probe: str) -> str:
@@ -143,6 +155,44 @@ INJECTIONS: list[tuple[str, Send, Expect]] = [
     ("search-offset", lambda c, p: c.client.post("/assistants/search", json={"offset": p}),
      lambda p: REFUSED),
     ("assistant-id", _by_id("GET", "/assistants/{id}"), lambda p: MISSING),
+    *[(f"assistant-id-{method}{suffix}", _by_id(method, "/assistants/{id}" + suffix),
+       lambda p: MISSING)
+      for method, suffix in [("PATCH", ""), ("DELETE", ""), ("POST", "/versions"),
+                             ("GET", "/graph"), ("GET", "/schemas"), ("GET", "/subgraphs")]],
+    ("assistant-id-latest", lambda c, p: c.client.post(f"/assistants/{_seg(p)}/latest",
+                                                       json={"version": 1}), lambda p: MISSING),
+    ("assistant-create-graph_id", lambda c, p: c.client.post("/assistants", json={"graph_id": p}),
+     lambda p: REFUSED),
+    ("assistant-create-id", lambda c, p: _assistant(c, assistant_id=p), lambda p: REFUSED),
+    ("assistant-create-name", lambda c, p: _assistant(c, name=p), _fits(NAME_LIMIT, OK)),
+    ("assistant-create-description", lambda c, p: _assistant(c, description=p), lambda p: OK),
+    ("assistant-create-metadata", lambda c, p: _assistant(c, metadata={p: p}), lambda p: OK),
+    ("assistant-create-config", lambda c, p: _assistant(c, config={"configurable": {p: p}}),
+     lambda p: OK),
+    ("assistant-patch-graph_id", lambda c, p: c.client.patch(
+        f"/assistants/{c.assistant()}", json={"graph_id": p}), lambda p: REFUSED),
+    ("assistant-patch-name", lambda c, p: c.client.patch(
+        f"/assistants/{c.assistant()}", json={"name": p}), _fits(NAME_LIMIT, OK)),
+    ("assistant-search-sort_by", lambda c, p: c.client.post("/assistants/search",
+                                                            json={"sort_by": p}),
+     lambda p: REFUSED),
+    ("assistant-search-select", lambda c, p: c.client.post("/assistants/search",
+                                                           json={"select": [p]}),
+     lambda p: REFUSED),
+    ("assistant-count-name", lambda c, p: c.client.post("/assistants/count", json={"name": p}),
+     lambda p: OK),
+    ("assistant-versions-metadata", lambda c, p: c.client.post(
+        f"/assistants/{c.assistant()}/versions", json={"metadata": {p: p}}), lambda p: OK),
+    ("assistant-latest-version", lambda c, p: c.client.post(
+        f"/assistants/{c.assistant()}/latest", json={"version": p}), lambda p: REFUSED),
+    ("assistant-graph-xray", lambda c, p: c.client.get("/assistants/echo/graph",
+                                                       params={"xray": p}), lambda p: REFUSED),
+    ("assistant-subgraphs-recurse", lambda c, p: c.client.get(
+        "/assistants/echo/subgraphs", params={"recurse": p}), lambda p: REFUSED),
+    ("assistant-subgraphs-namespace", _by_id("GET", "/assistants/echo/subgraphs/{id}"),
+     lambda p: MISSING if "/" in p else OK),
+    ("assistant-delete-threads", lambda c, p: c.client.delete(
+        f"/assistants/{c.assistant()}", params={"delete_threads": p}), lambda p: REFUSED),
     ("run-assistant_id", lambda c, p: c.client.post("/runs", json={"assistant_id": p}),
      _fits(KEY_LIMIT, MISSING)),
     ("run-input-key", lambda c, p: _run(c, input={p: c.tag()}), lambda p: OK),
@@ -328,6 +378,47 @@ def test_stored_probes_come_back_byte_for_byte_over_http_sql_and_the_worker(
             assert row is not None
             assert row[0].encode() == body["input"]["v"].encode()
             assert row[1] == body["metadata"]
+
+
+@pytest.mark.req("SEC-INJECTION", "ASSISTANTS")
+def test_stored_assistant_probes_come_back_byte_for_byte_over_http_and_sql(
+    worker_env: dict[str, str], tmp_path: Path, sql: psycopg.Connection[Any]
+) -> None:
+    """Probes stored in an assistant's name, description, metadata, config and context, and in
+    an update's metadata, read back identical from GET, versions, search and SQL."""
+    with serving(worker_env, tmp_path) as client:
+        for name, probe in PROBES.items():
+            body = {
+                "graph_id": "echo",
+                "name": probe if len(probe) <= NAME_LIMIT else name,
+                "description": probe,
+                "metadata": {probe: probe},
+                "config": {"configurable": {"p": probe}},
+                "context": {"p": probe},
+            }
+            made = client.post("/assistants", json=body)
+            assert made.status_code == 200, made.text
+            assistant_id = made.json()["assistant_id"]
+            path = f"/assistants/{assistant_id}"
+            changed = client.patch(path, json={"metadata": {"v": probe}}).json()
+            got = client.get(path).json()
+            assert got == changed
+            assert {key: got[key] for key in body} == {
+                **body,
+                "metadata": {probe: probe, "v": probe},
+            }
+            versions = client.post(f"{path}/versions", json={"metadata": {probe: probe}}).json()
+            assert [v["version"] for v in versions] == [2, 1]
+            found = client.post("/assistants/search", json={"metadata": {probe: probe}}).json()
+            assert [a["assistant_id"] for a in found] == [assistant_id]
+            row = sql.execute(
+                "SELECT name, description, metadata, config, context FROM lg_deploy.assistants"
+                " WHERE assistant_id = %s",
+                (assistant_id,),
+            ).fetchone()
+            assert row is not None
+            assert (row[0].encode(), row[1].encode()) == (body["name"].encode(), probe.encode())
+            assert row[2:] == ({probe: probe, "v": probe}, body["config"], body["context"])
 
 
 @pytest.mark.req("API-LIMITS")

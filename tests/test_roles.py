@@ -192,6 +192,8 @@ READER_TABLES: list[LiteralString] = [
     "queue_depth",
     "recent_failures",
     "slowest_executions",
+    "assistants",
+    "assistant_versions",
 ]
 
 

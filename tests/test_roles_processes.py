@@ -186,7 +186,8 @@ def test_serve_as_the_service_role_runs_http_and_sql_work_renews_and_cancels(
     logins: Logins, sql: SqlConn, launch: Launcher
 ) -> None:
     """`serve` as a service member: HTTP and SQL submissions, lease renewal, HTTP cancel,
-    and threads created, relabelled, counted and deleted."""
+    threads created, relabelled, counted and deleted, and assistants created, versioned, run
+    and deleted."""
     client = launch.serve(
         as_service(logins),
         **SERVICE_SETTINGS,
@@ -223,6 +224,15 @@ def test_serve_as_the_service_role_runs_http_and_sql_work_renews_and_cancels(
     assert patched.json()["metadata"] == {"by": "service", "more": 1}, patched.text
     assert client.post("/threads/count", json={"metadata": {"by": "service"}}).json() == 1
     assert client.delete(f"/threads/{thread_id}").status_code == 204
+    made = client.post("/assistants", json={"graph_id": "echo", "context": {"by": "service"}})
+    assert made.status_code == 200, made.text
+    assistant = f"/assistants/{made.json()['assistant_id']}"
+    assert client.patch(assistant, json={"name": "renamed"}).json()["version"] == 2
+    assert len(client.post(f"{assistant}/versions", json={}).json()) == 2
+    assert client.post(f"{assistant}/latest", json={"version": 1}).json()["version"] == 1
+    run = client.post("/runs/wait", json={"assistant_id": made.json()["assistant_id"]})
+    assert run.status_code == 200, run.text
+    assert client.delete(assistant).status_code == 204
 
 
 def run_cli(env: dict[str, str], url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -36,6 +36,14 @@ API_KEY = "fuzz-key-0123456789"
 # Graphs positive cases run: fast ones (sleep is bounded by the run timeout, but slow).
 FAST_GRAPHS = ("echo", "fail", "pipeline")
 GRAPH_NAME = re.compile(GRAPH_ID_PATTERN)
+# The body fields of each operation that name a graph this deployment must serve.
+GRAPH_FIELDS = {
+    "/executions": ("graph_id",),
+    "/runs": ("assistant_id",),
+    "/runs/wait": ("assistant_id",),
+    "/assistants": ("graph_id",),
+    "/assistants/{assistant_id}": ("graph_id",),
+}
 PATH_PARAMETER = re.compile(r"{(\w+)}")
 SUPPRESSED = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
 SERVER_ENV = {
@@ -67,8 +75,8 @@ class Fuzzing:
         """Name a graph this deployment runs (in any case: a valid name stays valid); in positive
         cases also what the document cannot say: a real cursor, short waits, one schedule."""
         body = case.body if isinstance(case.body, dict) else None
-        if body is not None and case.path in ("/executions", "/runs", "/runs/wait"):
-            for name in ("graph_id", "assistant_id"):
+        if body is not None:
+            for name in GRAPH_FIELDS.get(case.path, ()):
                 if isinstance(body.get(name), str) and GRAPH_NAME.match(body[name]):
                     body[name] = FAST_GRAPHS[len(body[name]) % len(FAST_GRAPHS)]
         if not positive:
@@ -161,6 +169,7 @@ def fuzz(url: str, headers: dict[str, str], max_examples: int, coverage: bool) -
 
 
 @pytest.mark.req("SEC-FUZZ", "API-OPENAPI", "API-LIMITS")
+@pytest.mark.timeout(240)  # its cases grow with the operations: about 80 s alone on 2 cores
 def test_schemathesis_all_checks_pass_on_the_running_server(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -210,7 +219,14 @@ def test_401_without_the_key_is_a_documented_answer_of_every_protected_operation
     assert undocumented == [], f"401 not documented for: {undocumented}"
 
 
-BODY_ROUTES = ["/executions", "/runs", "/runs/wait", "/assistants/search"]
+BODY_ROUTES = [
+    "/executions",
+    "/runs",
+    "/runs/wait",
+    "/assistants",
+    "/assistants/search",
+    "/assistants/count",
+]
 
 
 @pytest.mark.req("API-OPENAPI", "API-LIMITS", "SEC-FUZZ")

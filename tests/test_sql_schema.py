@@ -50,6 +50,7 @@ PUBLIC_COLUMNS: dict[str, set[str]] = {
     "interrupt_after": {"ARRAY"},
     "multitask_strategy": {"text"},
     "interrupts": {"jsonb"},
+    "assistant_id": {"uuid"},
 }
 CARD_INSERT = (
     "INSERT INTO lg_deploy.executions (graph_id, input) VALUES ('triage', '{\"ticket\": 42}') "

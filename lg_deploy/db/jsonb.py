@@ -56,3 +56,19 @@ def unstorable_char(value: object) -> str | None:
         elif isinstance(item, str) and (match := _UNSTORABLE_CHAR.search(item)):
             return match[0]
     return None
+
+
+def contains(stored: Any, wanted: Any) -> bool:
+    """PostgreSQL's jsonb `stored @> wanted`: every wanted key present with a contained value,
+    every wanted array item contained in some stored item, scalars equal (1 = 1.0)."""
+    if isinstance(wanted, dict):
+        return isinstance(stored, dict) and all(
+            key in stored and contains(stored[key], value) for key, value in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return isinstance(stored, list) and all(
+            any(contains(item, value) for item in stored) for value in wanted
+        )
+    if isinstance(stored, bool) or isinstance(wanted, bool):  # true is not 1 in jsonb
+        return stored is wanted
+    return bool(stored == wanted)

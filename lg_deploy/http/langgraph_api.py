@@ -1,9 +1,11 @@
 """The LangGraph Platform routes the langgraph-sdk client uses, over the same executions.
 
-Assistants are the registered graphs (id: the graph name or uuid5 of it, as the platform does).
-Runs are executions: a thread-less run's thread id is its run id. A cancelled run is
-`interrupted`, as on the platform. The platform's other routes answer `not_supported`
-(langgraph_unsupported), and so do run keys lg-deploy does not honour yet (langgraph_run_body).
+Assistants are served by langgraph_assistants: the stored ones, and one system assistant per
+registered graph (id: the graph name or uuid5 of it, as the platform does). A run takes its
+assistant's graph, and its config and context under the run's own. Runs are executions: a
+thread-less run's thread id is its run id. A cancelled run is `interrupted`, as on the platform.
+The platform's other routes answer `not_supported` (langgraph_unsupported), and so do run keys
+lg-deploy does not honour yet (langgraph_run_body).
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from lg_deploy.assistants.catalog import AssistantCatalog, assistant_id_of
+from lg_deploy.assistants.models import Assistant
+from lg_deploy.assistants.runs import run_config, run_context, stored_id
 from lg_deploy.errors import ExecutionNotFound, InvalidTransition, ThreadBusy, ThreadNotFound
 from lg_deploy.http.errors import ApiError, request_id_of, validation_details
+from lg_deploy.http.langgraph_assistant_graphs import assistant_graph_routes
+from lg_deploy.http.langgraph_assistants import assistant_routes
 from lg_deploy.http.langgraph_run_body import (
     NOT_SUPPORTED,
     RunBody,
@@ -35,15 +41,12 @@ from lg_deploy.http.langgraph_state import state_routes
 from lg_deploy.http.langgraph_threads import canonical_thread_id, thread_routes
 from lg_deploy.http.langgraph_unsupported import unsupported_routes
 from lg_deploy.http.requests import body_as, runtime_of
-from lg_deploy.http.schemas import json_number
 from lg_deploy.http.waiting import FinishWaiter
 from lg_deploy.models import CancelAction, ExecutionState, ExecutionStatus
 from lg_deploy.runtime import Runtime
 from lg_deploy.settings import Settings
 from lg_deploy.threads.models import RunAdmission
 
-# The platform's namespace for default assistant ids: uuid5(NAMESPACE_GRAPH, graph_id).
-NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 RUN_STATUS = {
     ExecutionStatus.QUEUED: "pending",
     ExecutionStatus.RUNNING: "running",
@@ -62,39 +65,6 @@ CANCEL_ACTIONS: dict[str, CancelAction] = {"interrupt": "interrupt", "rollback":
 CANCELLED_ERROR = "cancelled"  # the error the worker and the SQL write on a cancelled execution
 INTERRUPTED = "interrupted"
 _ERROR_TYPE = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_.]*): (?P<message>.*)$", re.DOTALL)
-_STARTED = datetime.now(UTC).isoformat()
-
-
-class AssistantSearch(BaseModel):
-    """Body of POST /assistants/search."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    graph_id: str | None = None
-    name: str | None = None
-    metadata: dict[str, Any] | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
-
-    @field_validator("limit", "offset", mode="before")
-    @classmethod
-    def _numbers_only(cls, value: Any) -> Any:
-        return json_number(value)
-
-
-class Assistant(BaseModel):
-    """The platform's Assistant: here, one per registered graph."""
-
-    assistant_id: str
-    graph_id: str
-    name: str
-    description: str | None = None
-    config: dict[str, Any]
-    context: dict[str, Any]
-    metadata: dict[str, Any]
-    version: int
-    created_at: str
-    updated_at: str
 
 
 class Run(BaseModel):
@@ -111,33 +81,22 @@ class Run(BaseModel):
     multitask_strategy: str
 
 
-def assistant_id_of(graph_id: str) -> str:
-    """The platform's default assistant id for a graph."""
-    return str(uuid.uuid5(NAMESPACE_GRAPH, graph_id))
+async def _assistant_for(runtime: Runtime, assistant_id: str) -> Assistant:
+    """The assistant a run names (a graph name, a system uuid5 or a stored assistant's id): 404
+    when there is none, 422 when its graph is not served here."""
+    graph_ids = runtime.graphs.names()
+    assistant = await AssistantCatalog(runtime.assistants, graph_ids).find(assistant_id)
+    if assistant is None:
+        raise ApiError(404, f"assistant {assistant_id!r} not found", known_graphs=graph_ids)
+    if assistant.graph_id not in graph_ids:
+        message = f"assistant {assistant_id!r} runs graph {assistant.graph_id!r}, not served here"
+        raise ApiError(422, message, known_graphs=graph_ids)
+    return assistant
 
 
-def _assistant(graph_id: str) -> dict[str, Any]:
-    return Assistant(
-        assistant_id=assistant_id_of(graph_id),
-        graph_id=graph_id,
-        name=graph_id,
-        config={},
-        context={},
-        metadata={"created_by": "system"},
-        version=1,
-        created_at=_STARTED,
-        updated_at=_STARTED,
-    ).model_dump()
-
-
-def _graph_for(runtime: Runtime, assistant_id: str) -> str:
-    """The graph an assistant id (a graph name, or uuid5 of one) names; 404 otherwise."""
-    for name in runtime.graphs.names():
-        if assistant_id in (name, assistant_id_of(name)):
-            return name
-    raise ApiError(
-        404, f"assistant {assistant_id!r} not found", known_graphs=runtime.graphs.names()
-    )
+def run_assistant_id(state: ExecutionState) -> str:
+    """The assistant a run was created with: its stored one, else its graph's system one."""
+    return state.assistant_id or assistant_id_of(state.graph_id)
 
 
 def is_cancelled(state: ExecutionState) -> bool:
@@ -171,7 +130,7 @@ def run_of(state: ExecutionState, multitask_strategy: str | None = None) -> dict
     return Run(
         run_id=state.execution_id,
         thread_id=thread,
-        assistant_id=assistant_id_of(state.graph_id),
+        assistant_id=run_assistant_id(state),
         status=run_status(state),
         created_at=state.created_at.isoformat(),
         updated_at=state.updated_at.isoformat(),
@@ -213,29 +172,13 @@ async def _run_body(request: Request, model: type[RunBody]) -> RunBody:
     return body
 
 
-async def search_assistants(request: Request) -> Response:
-    """POST /assistants/search: one assistant per registered graph."""
-    query: AssistantSearch = await body_as(request, AssistantSearch)
-    found = [
-        _assistant(name)
-        for name in runtime_of(request).graphs.names()
-        if query.graph_id in (None, name) and query.name in (None, name)
-    ]
-    return JSONResponse(found[query.offset : query.offset + query.limit])
-
-
-async def get_assistant(request: Request) -> Response:
-    """GET /assistants/{assistant_id}."""
-    return JSONResponse(
-        _assistant(_graph_for(runtime_of(request), request.path_params["assistant_id"]))
-    )
-
-
-def _new_run(request: Request, body: RunBody, thread_id: str | None) -> ExecutionState:
-    """The QUEUED execution a run body asks for, on `thread_id` (None: thread-less)."""
+async def _new_run(request: Request, body: RunBody, thread_id: str | None) -> ExecutionState:
+    """The QUEUED execution a run body asks for, on `thread_id` (None: thread-less), with its
+    assistant's graph, and its assistant's config and context under the run's own."""
     runtime = runtime_of(request)
     settings: Settings = request.state.settings
-    config = dict(body.config or {})
+    assistant = await _assistant_for(runtime, body.assistant_id)
+    config = run_config(assistant, body.config or {})
     checkpoint = {**(body.checkpoint or {})}
     if body.checkpoint_id is not None:
         checkpoint["checkpoint_id"] = body.checkpoint_id
@@ -243,14 +186,15 @@ def _new_run(request: Request, body: RunBody, thread_id: str | None) -> Executio
         config["configurable"] = {**config.get("configurable", {}), **checkpoint}
     try:
         return ExecutionState(
-            graph_id=_graph_for(runtime, body.assistant_id),
+            graph_id=assistant.graph_id,
+            assistant_id=stored_id(assistant),
             input=body.input if thread_id is not None else body.input or {},
             metadata=body.metadata or {},
             max_attempts=settings.max_attempts,
             request_id=request_id_of(request.scope) or None,
             thread_id=thread_id,
             config=config,
-            context=body.context or {},
+            context=run_context(assistant, body.context or {}),
             command=body.command_json(),
             interrupt_before=body.breakpoints(body.interrupt_before),
             interrupt_after=body.breakpoints(body.interrupt_after),
@@ -265,7 +209,7 @@ async def _create_run(request: Request, model: type[RunBody]) -> tuple[Execution
     body = await _run_body(request, model)
     if body.command is not None:
         raise ApiError(400, "You must provide a thread_id when resuming.")
-    state = _new_run(request, body, None)
+    state = await _new_run(request, body, None)
     runtime = runtime_of(request)
     stored = await runtime.store.create(state, delay_seconds=body.after_seconds or 0.0)
     runtime.announce()
@@ -277,7 +221,7 @@ async def _create_thread_run(request: Request, model: type[RunBody]) -> Executio
     is in flight (409), `interrupt` cancels those first, `enqueue` (the default) queues it."""
     thread_id = canonical_thread_id(request.path_params["thread_id"])
     body = await _run_body(request, model)
-    state = _new_run(request, body, thread_id)
+    state = await _new_run(request, body, thread_id)
     runtime = runtime_of(request)
     wanted = state.config.get("configurable", {}).get("checkpoint_id")
     if wanted and not await runtime.graphs.has_checkpoint(thread_id, str(wanted)):
@@ -287,7 +231,7 @@ async def _create_thread_run(request: Request, model: type[RunBody]) -> Executio
         create_thread=body.if_not_exists == "create",
         reject_if_busy=strategy == "reject",
         cancel_in_flight=CANCEL_ACTIONS.get(strategy),
-        assistant_id=assistant_id_of(state.graph_id),
+        assistant_id=run_assistant_id(state),
         delay_seconds=body.after_seconds or 0.0,
     )
     try:
@@ -459,8 +403,8 @@ def langgraph_routes() -> list[BaseRoute]:
     """The LangGraph Platform routes lg-deploy serves, then the others it refuses (after them)."""
     runs = "/threads/{thread_id}/runs"
     served = [
-        Route("/assistants/search", search_assistants, methods=["POST"]),
-        Route("/assistants/{assistant_id}", get_assistant, methods=["GET"]),
+        *assistant_routes(),
+        *assistant_graph_routes(),
         Route("/runs", create_run, methods=["POST"]),
         Route("/runs/wait", wait_run, methods=["POST"]),
         Route(runs, thread_runs, methods=["GET", "POST"]),

@@ -1,11 +1,11 @@
 """The LangGraph Platform routes lg-deploy does not serve yet: JSON `not_supported` naming them.
 
 A path lg-deploy does not serve answers 501. A platform method on a path it serves with other
-methods (PATCH of an assistant, POST of a thread's state) answers 405 with the
-same body and an Allow header: the resource exists, that method is not allowed on it here, as
-its OpenAPI document says. Starlette takes a full match (path and method) over a partial one,
-so these routes sit after the served ones; a method the platform lacks too answers a plain 405,
-and paths outside these families keep their 404.
+methods (PATCH of a thread's state) answers 405 with the same body and an Allow header: the
+resource exists, that method is not allowed on it here, as its OpenAPI document says.
+Starlette takes a full match (path and method) over a partial one, so these routes sit after
+the served ones; a method the platform lacks too answers a plain 405, and paths outside these
+families keep their 404.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from lg_deploy.http.errors import ApiError, error_response
 
 NOT_SUPPORTED = "not_supported"
 FEATURES = {
-    "assistants": "creating, counting, changing or deleting assistants is",
-    "assistant-details": "assistant graphs, schemas, subgraphs and versions are",
     "threads": "thread streams are",
     "thread-state-metadata": "changing a checkpoint's metadata is",
     "streaming": "streaming is",
@@ -35,23 +33,8 @@ FEATURES = {
 }
 _THREAD = "/threads/{thread_id}"
 _RUN = _THREAD + "/runs/{run_id}"
-_ASSISTANT = "/assistants/{assistant_id}"
 # (path, methods, feature): the platform's routes (Agent Server 0.16, both SDKs) not served here.
 UNSUPPORTED_ROUTES: list[tuple[str, tuple[str, ...], str]] = [
-    ("/assistants", ("POST",), "assistants"),
-    ("/assistants/count", ("POST",), "assistants"),
-    (_ASSISTANT, ("PATCH", "DELETE"), "assistants"),
-    *[
-        (_ASSISTANT + suffix, (method,), "assistant-details")
-        for suffix, method in [
-            ("/graph", "GET"),
-            ("/schemas", "GET"),
-            ("/subgraphs", "GET"),
-            ("/subgraphs/{namespace}", "GET"),
-            ("/versions", "POST"),
-            ("/latest", "POST"),
-        ]
-    ],
     (_THREAD + "/state", ("PATCH",), "thread-state-metadata"),
     (_THREAD + "/stream", ("GET",), "threads"),
     (_THREAD + "/stream/events", ("POST",), "threads"),

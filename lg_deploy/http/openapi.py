@@ -9,7 +9,7 @@ from pydantic.json_schema import models_json_schema
 
 from lg_deploy import __version__
 from lg_deploy.http.auth import OPEN_PATHS
-from lg_deploy.http.langgraph_api import Assistant, AssistantSearch, Run
+from lg_deploy.http.langgraph_api import Run
 from lg_deploy.http.langgraph_run_body import (
     RunCreate,
     RunWait,
@@ -25,6 +25,18 @@ from lg_deploy.http.langgraph_threads import (
     ThreadPrune,
     ThreadSearch,
 )
+from lg_deploy.http.openapi_assistants import assistant_paths
+from lg_deploy.http.openapi_parts import (
+    REF,
+    answer,
+    any_object,
+    array_of,
+    errors,
+    json_content,
+    operation,
+    path_params,
+    query_params,
+)
 from lg_deploy.http.schemas import (
     ErrorBody,
     EventList,
@@ -38,7 +50,6 @@ from lg_deploy.http.schemas import (
 from lg_deploy.models import ExecutionState
 from lg_deploy.threads.models import Thread
 
-_REF = "#/components/schemas/{model}"
 UNAUTHORIZED = "missing or wrong API key (only when LG_DEPLOY_API_KEY is set)"
 _ID_PARAM = {
     "name": "execution_id",
@@ -46,42 +57,6 @@ _ID_PARAM = {
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
 }
-
-
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": _REF.format(model=model.__name__)}
-
-
-def _json_content(model: type[BaseModel]) -> dict[str, Any]:
-    return {"application/json": {"schema": _ref(model)}}
-
-
-def _answer(description: str, model: type[BaseModel], **headers: str) -> dict[str, Any]:
-    answer: dict[str, Any] = {"description": description, "content": _json_content(model)}
-    if headers:
-        answer["headers"] = {
-            name: {"description": text, "schema": {"type": "string"}}
-            for name, text in headers.items()
-        }
-    return answer
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): _answer("error", ErrorBody) for code in codes}
-
-
-def _query_params(model: type[BaseModel], defs: dict[str, Any]) -> list[dict[str, Any]]:
-    """One parameter per field; shared schemas (enums) go to `defs` for components."""
-    schema = model.model_json_schema(ref_template=_REF)
-    defs.update(schema.get("$defs", {}))
-    return [
-        {"name": name, "in": "query", "required": False, "schema": prop}
-        for name, prop in schema["properties"].items()
-    ]
-
-
-def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"summary": summary, "responses": {**responses, **_errors(500)}, **extra}
 
 
 def build_openapi() -> dict[str, Any]:
@@ -95,87 +70,87 @@ def build_openapi() -> dict[str, Any]:
         Health,
         ErrorBody,
     ]
-    _, schemas = models_json_schema([(m, "serialization") for m in models], ref_template=_REF)
+    _, schemas = models_json_schema([(m, "serialization") for m in models], ref_template=REF)
     by_id = [_ID_PARAM]
     components: dict[str, Any] = dict(schemas["$defs"])
     paths: dict[str, Any] = {
         "/executions": {
-            "post": _operation(
+            "post": operation(
                 "Submit an execution",
                 {
-                    "202": _answer("queued", ExecutionState, Location="the execution's URL"),
-                    "200": _answer(
+                    "202": answer("queued", ExecutionState, Location="the execution's URL"),
+                    "200": answer(
                         "an idempotency key already used, same graph and input: the first one",
                         ExecutionState,
                         Location="the execution's URL",
                         **{"Idempotent-Replayed": "true"},
                     ),
-                    **_errors(400, 409, 413, 415, 422, 503),
+                    **errors(400, 409, 413, 415, 422, 503),
                 },
-                requestBody={"required": True, "content": _json_content(SubmitExecution)},
+                requestBody={"required": True, "content": json_content(SubmitExecution)},
             ),
-            "get": _operation(
+            "get": operation(
                 "List executions, newest first",
-                {"200": _answer("a page", ExecutionPage), **_errors(422, 503)},
-                parameters=_query_params(ListQuery, components),
+                {"200": answer("a page", ExecutionPage), **errors(422, 503)},
+                parameters=query_params(ListQuery, components),
             ),
         },
         "/executions/{execution_id}": {
-            "get": _operation(
+            "get": operation(
                 "Get an execution",
-                {"200": _answer("the execution", ExecutionState), **_errors(404, 422, 503)},
+                {"200": answer("the execution", ExecutionState), **errors(404, 422, 503)},
                 parameters=by_id,
             ),
         },
         "/executions/{execution_id}/wait": {
-            "get": _operation(
+            "get": operation(
                 "Wait until the execution is final or the timeout passes",
                 {
-                    "200": _answer("the execution; check status", ExecutionState),
-                    **_errors(404, 422, 503),
+                    "200": answer("the execution; check status", ExecutionState),
+                    **errors(404, 422, 503),
                 },
-                parameters=[*by_id, *_query_params(WaitQuery, components)],
+                parameters=[*by_id, *query_params(WaitQuery, components)],
             ),
         },
         "/executions/{execution_id}/cancel": {
-            "post": _operation(
+            "post": operation(
                 "Cancel: a QUEUED execution fails now (200), a RUNNING one is stopped (202)",
                 {
-                    "200": _answer("cancelled", ExecutionState),
-                    "202": _answer("its worker is stopping it", ExecutionState),
-                    **_errors(404, 409, 422, 503),
+                    "200": answer("cancelled", ExecutionState),
+                    "202": answer("its worker is stopping it", ExecutionState),
+                    **errors(404, 409, 422, 503),
                 },
                 parameters=by_id,
             ),
         },
         "/executions/{execution_id}/events": {
-            "get": _operation(
+            "get": operation(
                 "The execution's history",
-                {"200": _answer("events", EventList), **_errors(404, 422, 503)},
+                {"200": answer("events", EventList), **errors(404, 422, 503)},
                 parameters=by_id,
             ),
         },
         "/graphs": {
-            "get": _operation(
+            "get": operation(
                 "Graphs this process serves, and graphs nobody serves",
-                {"200": _answer("graphs", GraphList), **_errors(422, 503)},
+                {"200": answer("graphs", GraphList), **errors(422, 503)},
             )
         },
-        "/healthz": {"get": _operation("Liveness", {"200": _answer("alive", Health)})},
+        "/healthz": {"get": operation("Liveness", {"200": answer("alive", Health)})},
         "/readyz": {
-            "get": _operation(
-                "Readiness", {"200": _answer("ready", Health), "503": _answer("not ready", Health)}
+            "get": operation(
+                "Readiness", {"200": answer("ready", Health), "503": answer("not ready", Health)}
             )
         },
         "/metrics": {
-            "get": _operation(
+            "get": operation(
                 "Prometheus metrics",
                 {
                     "200": {
                         "description": "text exposition",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
-                    **_errors(503),
+                    **errors(503),
                 },
             ),
         },
@@ -183,30 +158,14 @@ def build_openapi() -> dict[str, Any]:
     paths.update(_langgraph_paths(components))
     for path, operations in paths.items():
         if path not in OPEN_PATHS:  # the API key middleware refuses these without the key
-            for operation in operations.values():
-                operation["responses"]["401"] = _answer(UNAUTHORIZED, ErrorBody)
+            for described in operations.values():
+                described["responses"]["401"] = answer(UNAUTHORIZED, ErrorBody)
     return {
         "openapi": "3.1.0",
         "info": {"title": "lg-deploy", "version": __version__},
         "paths": paths,
         "components": {"schemas": components},
     }
-
-
-def _array_of(model: type[BaseModel], description: str) -> dict[str, Any]:
-    schema = {"type": "array", "items": _ref(model)}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _any_object(description: str) -> dict[str, Any]:
-    schema = {"type": "object", "additionalProperties": True}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _path_params(*names: str) -> list[dict[str, Any]]:
-    return [
-        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
-    ]
 
 
 def _cancel_query() -> list[dict[str, Any]]:
@@ -222,68 +181,52 @@ def _cancel_query() -> list[dict[str, Any]]:
 def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
     """The LangGraph Platform routes (lg_deploy.http.langgraph_api)."""
     models: list[type[BaseModel]] = [
-        Assistant,
         Run,
         RunCreate,
         RunWait,
         ThreadRunCreate,
         ThreadRunWait,
-        AssistantSearch,
         StateAt,
         StateUpdate,
         HistoryQuery,
     ]
-    _, schemas = models_json_schema([(m, "serialization") for m in models], ref_template=_REF)
+    _, schemas = models_json_schema([(m, "serialization") for m in models], ref_template=REF)
     components.update(schemas["$defs"])
-    thread_run = _path_params("thread_id", "run_id")
-    outcome = _any_object("the output; {__error__: {error, message}} if failed; {} if cancelled")
-    create = {"requestBody": {"required": True, "content": _json_content(RunCreate)}}
-    wait = {"requestBody": {"required": True, "content": _json_content(RunWait)}}
-    created = {"200": _answer("the run", Run), **_errors(400, 404, 413, 415, 422, 503)}
-    waited = {"200": outcome, **_errors(400, 404, 413, 415, 422, 503)}
-    cancelled = {"204": {"description": "cancelled, or being stopped"}, **_errors(404, 409, 503)}
-    on_thread = _path_params("thread_id")
-    thread_create = {"requestBody": {"required": True, "content": _json_content(ThreadRunCreate)}}
-    thread_wait = {"requestBody": {"required": True, "content": _json_content(ThreadRunWait)}}
-    thread_errors = _errors(400, 404, 409, 413, 415, 422, 503)
-    state = _any_object("the thread's state (ThreadState: values, next, tasks, checkpoint, ...)")
+    thread_run = path_params("thread_id", "run_id")
+    outcome = any_object("the output; {__error__: {error, message}} if failed; {} if cancelled")
+    create = {"requestBody": {"required": True, "content": json_content(RunCreate)}}
+    wait = {"requestBody": {"required": True, "content": json_content(RunWait)}}
+    created = {"200": answer("the run", Run), **errors(400, 404, 413, 415, 422, 503)}
+    waited = {"200": outcome, **errors(400, 404, 413, 415, 422, 503)}
+    cancelled = {"204": {"description": "cancelled, or being stopped"}, **errors(404, 409, 503)}
+    on_thread = path_params("thread_id")
+    thread_create = {"requestBody": {"required": True, "content": json_content(ThreadRunCreate)}}
+    thread_wait = {"requestBody": {"required": True, "content": json_content(ThreadRunWait)}}
+    thread_errors = errors(400, 404, 409, 413, 415, 422, 503)
+    state = any_object("the thread's state (ThreadState: values, next, tasks, checkpoint, ...)")
     states = {
         "description": "the thread's states, newest first",
         "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}},
     }
-    written = _any_object("the new checkpoint: {checkpoint, configurable, checkpoint_id}")
+    written = any_object("the new checkpoint: {checkpoint, configurable, checkpoint_id}")
     return {
-        "/assistants/search": {
-            "post": _operation(
-                "Assistants: one per graph",
-                {"200": _array_of(Assistant, "assistants"), **_errors(400, 413, 415, 422)},
-                requestBody={"required": False, "content": _json_content(AssistantSearch)},
-            )
-        },
-        "/assistants/{assistant_id}": {
-            "get": _operation(
-                "An assistant, by graph name or its uuid5",
-                {"200": _answer("the assistant", Assistant), **_errors(404)},
-                parameters=_path_params("assistant_id"),
-            )
-        },
-        "/runs": {"post": _operation("Start a background run", created, **create)},
-        "/runs/wait": {"post": _operation("Start a run; its output once final", waited, **wait)},
+        "/runs": {"post": operation("Start a background run", created, **create)},
+        "/runs/wait": {"post": operation("Start a run; its output once final", waited, **wait)},
         "/threads/{thread_id}/runs": {
-            "get": _operation(
+            "get": operation(
                 "The runs of a thread, newest first (a thread-less run's thread holds that run)",
-                {"200": _array_of(Run, "runs"), **_errors(404, 422, 503)},
+                {"200": array_of(Run, "runs"), **errors(404, 422, 503)},
                 parameters=on_thread,
             ),
-            "post": _operation(
+            "post": operation(
                 "Start a run on the thread (409 when busy and multitask_strategy is reject)",
-                {"200": _answer("the run", Run), **thread_errors},
+                {"200": answer("the run", Run), **thread_errors},
                 parameters=on_thread,
                 **thread_create,
             ),
         },
         "/threads/{thread_id}/runs/wait": {
-            "post": _operation(
+            "post": operation(
                 "Start a run on the thread; its output once final",
                 {"200": outcome, **thread_errors},
                 parameters=on_thread,
@@ -291,71 +234,72 @@ def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
             )
         },
         "/threads/{thread_id}/runs/{run_id}": {
-            "get": _operation(
+            "get": operation(
                 "A run",
-                {"200": _answer("the run", Run), **_errors(404, 503)},
+                {"200": answer("the run", Run), **errors(404, 503)},
                 parameters=thread_run,
             ),
-            "delete": _operation(
+            "delete": operation(
                 "Delete a finished run (409 while it is in flight)",
-                {"204": {"description": "deleted"}, **_errors(404, 409, 503)},
+                {"204": {"description": "deleted"}, **errors(404, 409, 503)},
                 parameters=thread_run,
             ),
         },
         "/threads/{thread_id}/state": {
-            "get": _operation(
-                "The thread's state now", {"200": state, **_errors(404, 409)}, parameters=on_thread
+            "get": operation(
+                "The thread's state now", {"200": state, **errors(404, 409)}, parameters=on_thread
             ),
-            "post": _operation(
+            "post": operation(
                 "Update the thread's state as a node would (409 while a run is in flight)",
-                {"200": written, **_errors(400, 404, 409, 413, 415, 422)},
+                {"200": written, **errors(400, 404, 409, 413, 415, 422)},
                 parameters=on_thread,
-                requestBody={"required": True, "content": _json_content(StateUpdate)},
+                requestBody={"required": True, "content": json_content(StateUpdate)},
             ),
         },
         "/threads/{thread_id}/state/checkpoint": {
-            "post": _operation(
+            "post": operation(
                 "The thread's state at a checkpoint",
-                {"200": state, **_errors(400, 404, 409, 413, 415, 422)},
+                {"200": state, **errors(400, 404, 409, 413, 415, 422)},
                 parameters=on_thread,
-                requestBody={"required": True, "content": _json_content(StateAt)},
+                requestBody={"required": True, "content": json_content(StateAt)},
             )
         },
         "/threads/{thread_id}/state/{checkpoint_id}": {
-            "get": _operation(
+            "get": operation(
                 "The thread's state at a checkpoint",
-                {"200": state, **_errors(404, 409)},
-                parameters=_path_params("thread_id", "checkpoint_id"),
+                {"200": state, **errors(404, 409)},
+                parameters=path_params("thread_id", "checkpoint_id"),
             )
         },
         "/threads/{thread_id}/history": {
-            "get": _operation(
+            "get": operation(
                 "The thread's states, newest first (limit, before)",
-                {"200": states, **_errors(404, 409, 422)},
+                {"200": states, **errors(404, 409, 422)},
                 parameters=on_thread,
             ),
-            "post": _operation(
+            "post": operation(
                 "The thread's states, newest first (limit, before, metadata)",
-                {"200": states, **_errors(400, 404, 409, 413, 415, 422)},
+                {"200": states, **errors(400, 404, 409, 413, 415, 422)},
                 parameters=on_thread,
-                requestBody={"required": False, "content": _json_content(HistoryQuery)},
+                requestBody={"required": False, "content": json_content(HistoryQuery)},
             ),
         },
         "/threads/{thread_id}/runs/{run_id}/join": {
-            "get": _operation(
+            "get": operation(
                 "Its output once final",
-                {"200": outcome, **_errors(404, 503)},
+                {"200": outcome, **errors(404, 503)},
                 parameters=thread_run,
             )
         },
         "/threads/{thread_id}/runs/{run_id}/cancel": {
-            "post": _operation(
+            "post": operation(
                 "Cancel (wait=1: once final; action=rollback: then forgotten with its checkpoints)",
-                {**cancelled, **_errors(422)},
+                {**cancelled, **errors(422)},
                 parameters=[*thread_run, *_cancel_query()],
             )
         },
         **_thread_paths(components),
+        **assistant_paths(components),
     }
 
 
@@ -370,9 +314,9 @@ def _thread_paths(components: dict[str, Any]) -> dict[str, Any]:
         ThreadPrune,
         PruneResult,
     ]
-    _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
+    _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     components.update(schemas["$defs"])
-    thread = _path_params("thread_id")
+    thread = path_params("thread_id")
     body_errors = (400, 413, 415, 422)
     count = {
         "description": "how many",
@@ -385,7 +329,7 @@ def _thread_paths(components: dict[str, Any]) -> dict[str, Any]:
     # With `select`, a search answers only the fields asked for: the Thread's, none required.
     selection = {k: v for k, v in schemas["$defs"]["Thread"].items() if k != "required"}
     components["ThreadSelection"] = {**selection, "title": "ThreadSelection"}
-    items = {"type": "array", "items": {"$ref": _REF.format(model="ThreadSelection")}}
+    items = {"type": "array", "items": {"$ref": REF.format(model="ThreadSelection")}}
     found: dict[str, Any] = {
         "description": "one page of threads (only the `select` fields, if given)",
         "content": {"application/json": {"schema": items}},
@@ -395,63 +339,63 @@ def _thread_paths(components: dict[str, Any]) -> dict[str, Any]:
     }
 
     def body(model: type[BaseModel]) -> dict[str, Any]:
-        return {"requestBody": {"required": False, "content": _json_content(model)}}
+        return {"requestBody": {"required": False, "content": json_content(model)}}
 
     return {
         "/threads": {
-            "post": _operation(
+            "post": operation(
                 "Create a thread (409 for a taken id unless if_exists is do_nothing)",
-                {"200": _answer("the thread", Thread), **_errors(409, *body_errors)},
+                {"200": answer("the thread", Thread), **errors(409, *body_errors)},
                 **body(ThreadCreate),
             )
         },
         "/threads/search": {
-            "post": _operation(
+            "post": operation(
                 "Threads by metadata, values, status or ids, in order, one page",
-                {"200": found, **_errors(*body_errors)},
+                {"200": found, **errors(*body_errors)},
                 **body(ThreadSearch),
             )
         },
         "/threads/count": {
-            "post": _operation(
+            "post": operation(
                 "How many threads match the filters",
-                {"200": count, **_errors(*body_errors)},
+                {"200": count, **errors(*body_errors)},
                 **body(ThreadFilter),
             )
         },
         "/threads/prune": {
-            "post": _operation(
+            "post": operation(
                 "Delete the threads named (strategy delete; keep_latest is not supported yet)",
-                {"200": _answer("how many were deleted", PruneResult), **_errors(*body_errors)},
-                requestBody={"required": True, "content": _json_content(ThreadPrune)},
+                {"200": answer("how many were deleted", PruneResult), **errors(*body_errors)},
+                requestBody={"required": True, "content": json_content(ThreadPrune)},
             )
         },
         "/threads/{thread_id}": {
-            "get": _operation(
+            "get": operation(
                 "A thread",
-                {"200": _answer("the thread", Thread), **_errors(404)},
+                {"200": answer("the thread", Thread), **errors(404)},
                 parameters=thread,
             ),
-            "patch": _operation(
+            "patch": operation(
                 "Merge metadata into a thread (204 with Prefer: return=minimal)",
                 {
-                    "200": _answer("the thread", Thread),
+                    "200": answer("the thread", Thread),
                     "204": {"description": "merged"},
-                    **_errors(404, *body_errors),
+                    **errors(404, *body_errors),
                 },
                 parameters=thread,
                 **body(ThreadPatch),
             ),
-            "delete": _operation(
+            "delete": operation(
                 "Delete a thread, its runs and its checkpoints",
-                {"204": {"description": "deleted"}, **_errors(404)},
+                {"204": {"description": "deleted"}, **errors(404)},
                 parameters=thread,
             ),
         },
         "/threads/{thread_id}/copy": {
-            "post": _operation(
+            "post": operation(
                 "A new thread with this one's metadata, values and checkpoints (not its runs)",
-                {"200": _answer("the new thread", Thread), **_errors(404)},
+                {"200": answer("the new thread", Thread), **errors(404)},
                 parameters=thread,
             )
         },

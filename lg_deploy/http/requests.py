@@ -54,5 +54,13 @@ async def body_as(request: Request, model: type[Model]) -> Model:
     return model.model_validate(raw)
 
 
+def flag_param(request: Request, name: str) -> bool:
+    """A boolean query parameter as the SDKs send it (true/false, 1/0; absent: false); 422 else."""
+    text = request.query_params.get(name, "false").lower()
+    if text not in ("true", "1", "false", "0"):
+        raise ApiError(422, f"{name} must be true or false, not {text[:64]!r}")
+    return text in ("true", "1")
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")

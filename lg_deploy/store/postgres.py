@@ -59,8 +59,9 @@ def row_to_state(row: dict[str, Any]) -> ExecutionState:
     """
     fields = {name: row[name] for name in STATE_FIELDS}
     fields["execution_id"] = str(row["execution_id"])
-    if row["thread_id"] is not None:
-        fields["thread_id"] = str(row["thread_id"])
+    for name in ("thread_id", "assistant_id"):
+        if row[name] is not None:
+            fields[name] = str(row[name])
     fields["status"] = ExecutionStatus(row["status"])
     return ExecutionState.model_construct(**fields)
 
@@ -86,6 +87,7 @@ def insert_params(state: ExecutionState, delay_seconds: float) -> dict[str, Any]
         "interrupt_before": state.interrupt_before,
         "interrupt_after": state.interrupt_after,
         "multitask_strategy": state.multitask_strategy,
+        "assistant_id": state.assistant_id,
     }
 
 

@@ -127,12 +127,19 @@ THREAD_GRAPHS = {
 }
 
 
-def thread_graphs_env(env: dict[str, str], folder: Path) -> dict[str, str]:
-    """`env` serving THREAD_GRAPHS (the conversation and approval examples, and the graphs of
-    tests/support/thread_graphs.py) from a langgraph.json written in `folder`."""
+# The thread graphs plus one with subgraphs (its schemas readable on Python 3.11 too).
+ASSISTANT_GRAPHS = {**THREAD_GRAPHS, "review": "lg_deploy.examples.review:graph"}
+
+
+def thread_graphs_env(
+    env: dict[str, str], folder: Path, graphs: dict[str, str] = THREAD_GRAPHS
+) -> dict[str, str]:
+    """`env` serving `graphs` (by default THREAD_GRAPHS: the conversation and approval
+    examples, and the graphs of tests/support/thread_graphs.py) from a langgraph.json written
+    in `folder`."""
     shutil.copy(Path(__file__).with_name("thread_graphs.py"), folder / "thread_graphs.py")
     config = folder / "langgraph.json"
-    config.write_text(json.dumps({"graphs": THREAD_GRAPHS}), encoding="utf-8")
+    config.write_text(json.dumps({"graphs": graphs}), encoding="utf-8")
     return {**env, "LG_DEPLOY_CONFIG": str(config)}
 
 

@@ -1,0 +1,2 @@
+"""LangGraph assistants: the model, the AssistantStore protocol, its memory and PostgreSQL stores,
+and the catalog that adds one system assistant per served graph."""
