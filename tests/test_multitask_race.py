@@ -100,11 +100,21 @@ async def test_concurrent_rejects_admit_one_and_concurrent_interrupts_leave_one(
 
     jumped = await asyncio.gather(*(interrupt(n) for n in range(8)))
 
-    async def one_left_standing() -> bool:
-        statuses = sorted(run["status"] for run in await sdk.runs.list(tid, limit=20))
-        return statuses in (["interrupted"] * 8 + [last] for last in ("pending", "running"))
+    seen: list[list[str]] = []
 
-    await wait_until_async(one_left_standing, 30)
+    async def one_left_standing() -> bool:
+        seen.append(sorted(run["status"] for run in await sdk.runs.list(tid, limit=20)))
+        return seen[-1] in (["interrupted"] * 8 + [last] for last in ("pending", "running"))
+
+    try:
+        await wait_until_async(one_left_standing, 30)
+    except AssertionError:
+        rows = sql.execute(
+            "SELECT status, error, cancel_requested_at IS NOT NULL, worker_id"
+            " FROM lg_deploy.executions WHERE thread_id = %s ORDER BY created_at",
+            (tid,),
+        ).fetchall()
+        raise AssertionError(f"last statuses {seen[-1]}; rows {rows}") from None
     runs = await sdk.runs.list(tid, limit=20)
     (standing,) = [run["run_id"] for run in runs if run["status"] != "interrupted"]
     assert standing in jumped

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from lg_deploy.graphs import GraphRegistry
+from lg_deploy.graphs import GraphOutcome, GraphRegistry, GraphRun
 from lg_deploy.models import ExecutionState, ExecutionStatus, utcnow
 from lg_deploy.queue.protocol import Claimer
 from lg_deploy.store.postgres import PostgresExecutionStore
@@ -215,3 +215,40 @@ async def test_an_intake_woken_in_the_step_it_closes_still_closes(backend: Backe
         await intake.close()
     assert asking.cancelled()
     await claimer.close()
+
+
+class LosesFirstCancel:
+    """A graph whose first cancel is lost, as Python 3.11's asyncio.wait_for loses one that
+    lands as its wait completes (psycopg_pool waits for a connection with it)."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+
+    async def execute(self, run: GraphRun) -> GraphOutcome:
+        """Wait; swallow the first cancel; wait again."""
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.lost += 1
+        await asyncio.sleep(3600)
+        return GraphOutcome({"ran": "to the end"})
+
+
+@pytest.mark.req("DUR-CANCEL")
+async def test_a_stop_asked_again_cancels_again_when_the_first_cancel_was_lost(
+    backend: Backend,
+) -> None:
+    """The first stop's cancel is lost inside the graph; the next request (the next lease beat
+    reports the cancel again) still stops it: FAILED "cancelled"."""
+    graph = LosesFirstCancel()
+    worker = backend.worker(graph)
+    await worker.start()
+    execution_id = await backend.submit(worker, graph_id="anything", input={})
+    await wait_until_async(lambda: worker.running_ids == [execution_id])
+    await backend.store.request_cancel(execution_id)
+    worker.request_stop([execution_id])
+    await wait_until_async(lambda: graph.lost == 1)
+    worker.request_stop([execution_id])
+    state = await backend.final(execution_id)
+    assert (state.status, state.error) == (ExecutionStatus.FAILED, "cancelled")
+    await worker.stop()

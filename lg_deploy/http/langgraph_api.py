@@ -218,7 +218,8 @@ async def _create_run(request: Request, model: type[RunBody]) -> tuple[Execution
 
 async def _create_thread_run(request: Request, model: type[RunBody]) -> ExecutionState:
     """A run on the path's thread, by its multitask strategy: `reject` refuses one while a run
-    is in flight (409), `interrupt` cancels those first, `enqueue` (the default) queues it."""
+    is in flight (409), `interrupt` cancels those first, `rollback` cancels and forgets them,
+    `enqueue` (the default) queues it behind them."""
     thread_id = canonical_thread_id(request.path_params["thread_id"])
     body = await _run_body(request, model)
     state = await _new_run(request, body, thread_id)

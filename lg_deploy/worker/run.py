@@ -92,12 +92,17 @@ class ExecutionRun:
         return self.state.attempts
 
     def interrupt(self, reason: str) -> bool:
-        """Stop the graph if it still runs (an outcome being written keeps its fence)."""
-        if self.graph_done.is_set() or self.stop_reason is not None:
+        """Stop the graph if it still runs (an outcome being written keeps its fence).
+
+        Asked again while the graph still runs, it cancels again (keeping the first reason): on
+        Python 3.11 a cancel that lands as the graph's task gets a connection from a
+        psycopg_pool pool is lost (the pool waits with asyncio.wait_for), and the lease beats
+        that report the stop again are what deliver it then.
+        """
+        if self.graph_done.is_set() or self.task is None or self.task.done():
             return False
-        if self.task is None or self.task.done():
-            return False
-        self.stop_reason = reason
+        if self.stop_reason is None:
+            self.stop_reason = reason
         self.task.cancel()
         return True
 
@@ -114,6 +119,7 @@ class ExecutionRun:
                 logger.info("execution started")
                 return await self._run_and_record(time.monotonic())
             except asyncio.CancelledError:
+                self.graph_done.set()  # the graph is stopped: only the outcome is left
                 if self.stop_reason is None:  # the worker is stopping
                     await self.requeue_interrupted()
                     raise
@@ -258,7 +264,8 @@ def _database_now(state: ExecutionState, began: float) -> datetime:
 
 
 def _uncancel() -> None:
-    """Forget a cancellation this task has handled itself (it then ends normally)."""
+    """Forget the cancellations this task has handled itself (it then ends normally), also
+    one that was lost on the way and asked again."""
     task = asyncio.current_task()
-    if task is not None:
+    while task is not None and task.cancelling():
         task.uncancel()
