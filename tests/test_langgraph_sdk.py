@@ -15,7 +15,7 @@ import pytest
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.errors import InternalServerError, UnprocessableEntityError
 
-from lg_deploy.http.langgraph_api import assistant_id_of
+from lg_deploy.assistants.catalog import assistant_id_of
 from tests.support.servers import running_server
 from tests.support.waiting import wait_until_async
 

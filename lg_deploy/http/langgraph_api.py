@@ -2,9 +2,8 @@
 
 Assistants are served by langgraph_assistants: the stored ones, and one system assistant per
 registered graph (id: the graph name or uuid5 of it, as the platform does). A run takes its
-assistant's graph, and its config and context under the run's own. Runs are executions: a
-thread-less run's thread id is its run id. A cancelled run is `interrupted`, as on the platform.
-The platform's other routes answer `not_supported` (langgraph_unsupported), and so do run keys
+assistant's graph, and its config and context under the run's own. Runs are executions, shown
+as the platform's runs by langgraph_runs. The platform's other routes answer `not_supported` (langgraph_unsupported), and so do run keys
 lg-deploy does not honour yet (langgraph_run_body).
 """
 
@@ -12,17 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from lg_deploy.assistants.catalog import AssistantCatalog, assistant_id_of
+from lg_deploy.assistants.catalog import AssistantCatalog
 from lg_deploy.assistants.models import Assistant
 from lg_deploy.assistants.runs import run_config, run_context, stored_id
 from lg_deploy.errors import ExecutionNotFound, InvalidTransition, ThreadBusy, ThreadNotFound
@@ -37,48 +34,29 @@ from lg_deploy.http.langgraph_run_body import (
     ThreadRunCreate,
     ThreadRunWait,
 )
+from lg_deploy.http.langgraph_runs import (
+    outcome_of,
+    run_assistant_id,
+    run_of,
+    run_status,
+    thread_of,
+)
 from lg_deploy.http.langgraph_state import state_routes
 from lg_deploy.http.langgraph_threads import canonical_thread_id, thread_routes
 from lg_deploy.http.langgraph_unsupported import unsupported_routes
 from lg_deploy.http.requests import body_as, runtime_of
 from lg_deploy.http.waiting import FinishWaiter
-from lg_deploy.models import CancelAction, ExecutionState, ExecutionStatus
+from lg_deploy.models import CancelAction, ExecutionState
 from lg_deploy.runtime import Runtime
 from lg_deploy.settings import Settings
 from lg_deploy.threads.models import RunAdmission
 
-RUN_STATUS = {
-    ExecutionStatus.QUEUED: "pending",
-    ExecutionStatus.RUNNING: "running",
-    ExecutionStatus.COMPLETED: "success",
-    ExecutionStatus.FAILED: "error",
-    # The platform's run ends "success" when its graph stops at an interrupt; its thread says
-    # "interrupted" (lg_deploy.threads).
-    ExecutionStatus.INTERRUPTED: "success",
-}
 BUSY_MESSAGE = (
     "Thread is already running a task. Wait for it to finish or choose a different multitask"
     " strategy."
 )
 # The multitask strategies that stop the runs in flight first, and how they stop them.
 CANCEL_ACTIONS: dict[str, CancelAction] = {"interrupt": "interrupt", "rollback": "rollback"}
-CANCELLED_ERROR = "cancelled"  # the error the worker and the SQL write on a cancelled execution
-INTERRUPTED = "interrupted"
-_ERROR_TYPE = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_.]*): (?P<message>.*)$", re.DOTALL)
-
-
-class Run(BaseModel):
-    """The platform's Run: here, an execution."""
-
-    run_id: str
-    thread_id: str
-    assistant_id: str
-    status: str = Field(description="pending, running, success, error or interrupted (cancelled)")
-    created_at: str
-    updated_at: str
-    metadata: dict[str, Any]
-    kwargs: dict[str, Any]
-    multitask_strategy: str
 
 
 async def _assistant_for(runtime: Runtime, assistant_id: str) -> Assistant:
@@ -92,66 +70,6 @@ async def _assistant_for(runtime: Runtime, assistant_id: str) -> Assistant:
         message = f"assistant {assistant_id!r} runs graph {assistant.graph_id!r}, not served here"
         raise ApiError(422, message, known_graphs=graph_ids)
     return assistant
-
-
-def run_assistant_id(state: ExecutionState) -> str:
-    """The assistant a run was created with: its stored one, else its graph's system one."""
-    return state.assistant_id or assistant_id_of(state.graph_id)
-
-
-def is_cancelled(state: ExecutionState) -> bool:
-    """True for an execution stopped on purpose (FAILED "cancelled")."""
-    return state.status == ExecutionStatus.FAILED and state.error == CANCELLED_ERROR
-
-
-def run_status(state: ExecutionState) -> str:
-    """The platform's run status: a cancelled execution is `interrupted`, as there."""
-    return INTERRUPTED if is_cancelled(state) else RUN_STATUS[state.status]
-
-
-def thread_of(state: ExecutionState) -> str:
-    """The thread a run is on: its own, or for a thread-less run its run id (as there)."""
-    return state.thread_id or state.execution_id
-
-
-def run_of(state: ExecutionState, multitask_strategy: str | None = None) -> dict[str, Any]:
-    """An execution as the platform's Run object."""
-    thread = thread_of(state)
-    config = {**state.config}
-    config["configurable"] = {**config.get("configurable", {}), "thread_id": thread}
-    kwargs = {
-        "input": state.input,
-        "command": state.command,
-        "config": config,
-        "context": state.context,
-        "interrupt_before": state.interrupt_before,
-        "interrupt_after": state.interrupt_after,
-    }
-    return Run(
-        run_id=state.execution_id,
-        thread_id=thread,
-        assistant_id=run_assistant_id(state),
-        status=run_status(state),
-        created_at=state.created_at.isoformat(),
-        updated_at=state.updated_at.isoformat(),
-        metadata=state.metadata,
-        kwargs=kwargs,
-        # the platform's default
-        multitask_strategy=multitask_strategy or state.multitask_strategy or "enqueue",
-    ).model_dump()
-
-
-def outcome_of(state: ExecutionState) -> dict[str, Any]:
-    """What /runs/wait and /join answer: the output, or the platform's __error__ object; a
-    cancelled run, like an interrupted one there, answers its values (none reach lg-deploy)."""
-    if state.status in (ExecutionStatus.COMPLETED, ExecutionStatus.INTERRUPTED):
-        return state.output or {}
-    if state.status == ExecutionStatus.FAILED and not is_cancelled(state):
-        text = state.error or "failed"
-        match = _ERROR_TYPE.match(text)
-        kind, message = (match["type"], match["message"]) if match else ("Error", text)
-        return {"__error__": {"error": kind, "message": message}}
-    return {}
 
 
 async def _run_body(request: Request, model: type[RunBody]) -> RunBody:

@@ -9,13 +9,13 @@ from pydantic.json_schema import models_json_schema
 
 from lg_deploy import __version__
 from lg_deploy.http.auth import OPEN_PATHS
-from lg_deploy.http.langgraph_api import Run
 from lg_deploy.http.langgraph_run_body import (
     RunCreate,
     RunWait,
     ThreadRunCreate,
     ThreadRunWait,
 )
+from lg_deploy.http.langgraph_runs import Run
 from lg_deploy.http.langgraph_state import HistoryQuery, StateAt, StateUpdate
 from lg_deploy.http.langgraph_threads import (
     PruneResult,
