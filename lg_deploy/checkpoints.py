@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +16,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import dict_row
 
 from lg_deploy.db.migrations import MIGRATION_LOCK_KEY
-from lg_deploy.db.pool import open_pool
+from lg_deploy.db.pool import POOL_OPEN_TIMEOUT_SECONDS, open_pool
 from lg_deploy.db.queries import query
 from lg_deploy.errors import ConfigError
 
@@ -25,6 +27,9 @@ SEARCH_PATH_OPTION = f"-c search_path={CHECKPOINT_SCHEMA}"
 REFUSED_OPTIONS = "unsupported startup parameter"
 SETUP_LOCK_KEY = MIGRATION_LOCK_KEY - 1
 SETUP_POLL_SECONDS = 0.1
+CONNECT_RETRY_SECONDS = 0.5
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
@@ -55,12 +60,12 @@ async def _search_path_kwargs(conninfo: str) -> dict[str, Any]:
     """
     kwargs: dict[str, Any] = {"options": SEARCH_PATH_OPTION}
     try:
-        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **kwargs)
+        conn = await _connect(conninfo, **kwargs)
     except psycopg.OperationalError as error:
         if REFUSED_OPTIONS not in str(error):
             raise
         kwargs = {}
-        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        conn = await _connect(conninfo)
     async with conn:
         cursor = await conn.execute(query("search_path_head"))
         row = await cursor.fetchone()
@@ -75,13 +80,33 @@ async def _search_path_kwargs(conninfo: str) -> dict[str, Any]:
     return kwargs
 
 
+async def _connect(conninfo: str, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+    """A new autocommit connection, tried again while the server refuses (starting up, down)
+    for up to POOL_OPEN_TIMEOUT_SECONDS, as the pools wait for theirs; a PgBouncer refusing
+    the startup options is answered at once."""
+    deadline = time.monotonic() + POOL_OPEN_TIMEOUT_SECONDS
+    while True:
+        try:
+            return await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **kwargs)
+        except psycopg.OperationalError as error:
+            if REFUSED_OPTIONS in str(error) or time.monotonic() > deadline:
+                raise
+            reason = str(error).strip().splitlines()[0]
+            logger.warning(
+                "checkpointer cannot connect yet (%s); retrying in %g s",
+                reason,
+                CONNECT_RETRY_SECONDS,
+            )
+        await asyncio.sleep(CONNECT_RETRY_SECONDS)
+
+
 async def _setup_once(conninfo: str, saver: AsyncPostgresSaver) -> None:
     """Run the saver's setup in one process at a time.
 
     A polled try-lock, not a blocking lock: setup runs CREATE INDEX CONCURRENTLY, which waits
     for other sessions' statements, so a process blocked on the lock would deadlock with it.
     """
-    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+    async with await _connect(conninfo) as conn:
         if await _is_current(conn):  # nothing to create: a role without DDL rights can start
             return
         while True:
