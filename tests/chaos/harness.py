@@ -226,8 +226,10 @@ class _Run:
                 paused = self._pause()
                 if paused:
                     heapq.heappush(queue, (now + self.plan.pause_seconds, 2, "resume", paused))
-                else:  # two workers already paused: pause one once another is resumed
+                elif self.fleet.paused:  # pause one once another is resumed
                     heapq.heappush(queue, (now + PAUSE_RETRY_SECONDS, 1, "pause", 0))
+                    continue
+                else:  # too few live workers (some crashed): skipped, as faults["pauses"] shows
                     continue
             else:
                 getattr(self, f"_{kind}")(pid)
