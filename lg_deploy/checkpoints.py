@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -30,21 +30,23 @@ SETUP_POLL_SECONDS = 0.1
 CONNECT_RETRY_SECONDS = 0.5
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @contextlib.asynccontextmanager
 async def postgres_checkpointer(conninfo: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
     """An AsyncPostgresSaver on its own small pool, its tables created in schema lg_deploy."""
+    search_path = await _while_unreachable(lambda: _search_path_kwargs(conninfo))
     pool = await open_pool(
         conninfo,
         max_size=CHECKPOINT_POOL_MAX_SIZE,
         application_name="lg-deploy-checkpoints",
         prepared_statements=False,
-        connection_kwargs={"row_factory": dict_row, **await _search_path_kwargs(conninfo)},
+        connection_kwargs={"row_factory": dict_row, **search_path},
     )
     try:
         saver = AsyncPostgresSaver(pool)
-        await _setup_once(conninfo, saver)
+        await _while_unreachable(lambda: _setup_once(conninfo, saver))
         yield saver
     finally:
         await pool.close()
@@ -60,12 +62,12 @@ async def _search_path_kwargs(conninfo: str) -> dict[str, Any]:
     """
     kwargs: dict[str, Any] = {"options": SEARCH_PATH_OPTION}
     try:
-        conn = await _connect(conninfo, **kwargs)
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **kwargs)
     except psycopg.OperationalError as error:
         if REFUSED_OPTIONS not in str(error):
             raise
         kwargs = {}
-        conn = await _connect(conninfo)
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
     async with conn:
         cursor = await conn.execute(query("search_path_head"))
         row = await cursor.fetchone()
@@ -80,20 +82,20 @@ async def _search_path_kwargs(conninfo: str) -> dict[str, Any]:
     return kwargs
 
 
-async def _connect(conninfo: str, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
-    """A new autocommit connection, tried again while the server refuses (starting up, down)
-    for up to POOL_OPEN_TIMEOUT_SECONDS, as the pools wait for theirs; a PgBouncer refusing
-    the startup options is answered at once."""
+async def _while_unreachable(step: Callable[[], Awaitable[T]]) -> T:
+    """`step()`, run again while the server cannot be reached or drops the connection (down,
+    starting up, crash-restarting) for up to POOL_OPEN_TIMEOUT_SECONDS, as the pools wait for
+    theirs; each step opens its own connection, so a retry starts afresh."""
     deadline = time.monotonic() + POOL_OPEN_TIMEOUT_SECONDS
     while True:
         try:
-            return await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **kwargs)
+            return await step()
         except psycopg.OperationalError as error:
-            if REFUSED_OPTIONS in str(error) or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 raise
             reason = str(error).strip().splitlines()[0]
             logger.warning(
-                "checkpointer cannot connect yet (%s); retrying in %g s",
+                "checkpointer cannot reach the database yet (%s); retrying in %g s",
                 reason,
                 CONNECT_RETRY_SECONDS,
             )
@@ -106,7 +108,7 @@ async def _setup_once(conninfo: str, saver: AsyncPostgresSaver) -> None:
     A polled try-lock, not a blocking lock: setup runs CREATE INDEX CONCURRENTLY, which waits
     for other sessions' statements, so a process blocked on the lock would deadlock with it.
     """
-    async with await _connect(conninfo) as conn:
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         if await _is_current(conn):  # nothing to create: a role without DDL rights can start
             return
         while True:

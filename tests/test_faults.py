@@ -228,7 +228,7 @@ def test_a_worker_started_while_postgresql_is_down_serves_once_it_is_back(
 
     def waiting_for_the_database() -> bool:
         worker.assert_alive()
-        return "cannot connect yet" in worker.log_path.read_text()
+        return "cannot reach the database yet" in worker.log_path.read_text()
 
     wait_until(waiting_for_the_database, 20)
     cluster.start()
