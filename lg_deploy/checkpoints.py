@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -16,7 +14,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import dict_row
 
 from lg_deploy.db.migrations import MIGRATION_LOCK_KEY
-from lg_deploy.db.pool import POOL_OPEN_TIMEOUT_SECONDS, open_pool
+from lg_deploy.db.pool import open_pool, while_unreachable
 from lg_deploy.db.queries import query
 from lg_deploy.errors import ConfigError
 
@@ -27,16 +25,14 @@ SEARCH_PATH_OPTION = f"-c search_path={CHECKPOINT_SCHEMA}"
 REFUSED_OPTIONS = "unsupported startup parameter"
 SETUP_LOCK_KEY = MIGRATION_LOCK_KEY - 1
 SETUP_POLL_SECONDS = 0.1
-CONNECT_RETRY_SECONDS = 0.5
-
-logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @contextlib.asynccontextmanager
 async def postgres_checkpointer(conninfo: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
     """An AsyncPostgresSaver on its own small pool, its tables created in schema lg_deploy."""
-    search_path = await _while_unreachable(lambda: _search_path_kwargs(conninfo))
+    search_path = await while_unreachable(
+        lambda: _search_path_kwargs(conninfo), "checkpointer search path"
+    )
     pool = await open_pool(
         conninfo,
         max_size=CHECKPOINT_POOL_MAX_SIZE,
@@ -46,7 +42,7 @@ async def postgres_checkpointer(conninfo: str) -> AsyncIterator[BaseCheckpointSa
     )
     try:
         saver = AsyncPostgresSaver(pool)
-        await _while_unreachable(lambda: _setup_once(conninfo, saver))
+        await while_unreachable(lambda: _setup_once(conninfo, saver), "checkpointer setup")
         yield saver
     finally:
         await pool.close()
@@ -80,26 +76,6 @@ async def _search_path_kwargs(conninfo: str) -> dict[str, Any]:
             " entry lg-deploy uses (docs/operations.md, Behind PgBouncer)"
         )
     return kwargs
-
-
-async def _while_unreachable(step: Callable[[], Awaitable[T]]) -> T:
-    """`step()`, run again while the server cannot be reached or drops the connection (down,
-    starting up, crash-restarting) for up to POOL_OPEN_TIMEOUT_SECONDS, as the pools wait for
-    theirs; each step opens its own connection, so a retry starts afresh."""
-    deadline = time.monotonic() + POOL_OPEN_TIMEOUT_SECONDS
-    while True:
-        try:
-            return await step()
-        except psycopg.OperationalError as error:
-            if time.monotonic() > deadline:
-                raise
-            reason = str(error).strip().splitlines()[0]
-            logger.warning(
-                "checkpointer cannot reach the database yet (%s); retrying in %g s",
-                reason,
-                CONNECT_RETRY_SECONDS,
-            )
-        await asyncio.sleep(CONNECT_RETRY_SECONDS)
 
 
 async def _setup_once(conninfo: str, saver: AsyncPostgresSaver) -> None:
