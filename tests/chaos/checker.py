@@ -46,6 +46,7 @@ class ChaosReport:
     busy_left: int = 0  # threads still 'busy' with no run QUEUED or RUNNING
     wrong_values: int = 0  # threads whose final values are not each run once, in order
     wrong_outputs: int = 0  # completed thread runs whose output is not the runs so far, in order
+    late_checkpoints: int = 0  # checkpoints a run wrote after it was final (a stale attempt's)
     failure_reasons: dict[str, int] = field(default_factory=dict)
     retry_reasons: dict[str, int] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
@@ -186,6 +187,40 @@ FROM lg_deploy.threads t LEFT JOIN expected e USING (thread_id)
 WHERE t.thread_id = ANY(%(threads)s::uuid[])
 """
 
+# The first wrong outputs, to read in the report.
+_WRONG_OUTPUTS = """
+WITH runs AS (
+    SELECT thread_id, status, output, attempts, (input ->> 'run')::integer AS run,
+           jsonb_agg((input ->> 'run')::integer) OVER (
+               PARTITION BY thread_id ORDER BY created_at, execution_id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS so_far
+    FROM lg_deploy.executions
+    WHERE thread_id = ANY(%(threads)s::uuid[])
+)
+SELECT thread_id, run, attempts, output -> 'heard', output -> 'answered', so_far
+FROM runs
+WHERE status = 'COMPLETED'
+  AND (output -> 'heard' IS DISTINCT FROM so_far OR output -> 'answered' IS DISTINCT FROM so_far)
+ORDER BY thread_id, run
+LIMIT 10
+"""
+
+# Checkpoints of the threads stamped (`ts`, the writer's clock) after their run's final event
+# (the database's clock; one machine here): written by an attempt that had lost its lease.
+_LATE_CHECKPOINTS = """
+WITH finals AS (
+    SELECT e.execution_id::text AS run_id, max(v.at) AS final_at
+    FROM lg_deploy.executions e JOIN lg_deploy.execution_events v USING (execution_id)
+    WHERE e.thread_id = ANY(%(threads)s::uuid[])
+      AND v.to_status IN ('COMPLETED', 'FAILED', 'INTERRUPTED')
+    GROUP BY e.execution_id
+)
+SELECT count(*)
+FROM lg_deploy.checkpoints c JOIN finals f ON c.metadata ->> 'run_id' = f.run_id
+WHERE c.thread_id = ANY(%(threads)s::text[])
+  AND (c.checkpoint ->> 'ts')::timestamptz > f.final_at
+"""
+
 # Worker ids and numbers vary; the reason is what is left.
 _FAILURE_REASONS = """
 SELECT regexp_replace(regexp_replace(COALESCE(error, '?'), 'worker \\S+', 'worker W', 'g'),
@@ -197,7 +232,9 @@ GROUP BY reason ORDER BY count(*) DESC, reason
 
 # Attempts whose graph raised and that went back to the queue: their error ends "; retrying)".
 _RETRY_REASONS = """
-SELECT regexp_replace(split_part(error, E'\\n', 1), '[0-9]+', 'N', 'g') AS reason, count(*)
+SELECT regexp_replace(regexp_replace(split_part(error, E'\\n', 1),
+                                     ' \\(attempt [0-9]+ of [0-9]+; retrying\\)$', ''),
+                      '[0-9]+', 'N', 'g') AS reason, count(*)
 FROM lg_deploy.execution_events
 WHERE from_status = 'RUNNING' AND to_status = 'QUEUED' AND error LIKE '%%; retrying)'
   AND execution_id = ANY(%(ids)s::uuid[])
@@ -215,6 +252,10 @@ def check(url: str, ids: list[str], threads: Sequence[str] = (), *, seed: int = 
         retries = conn.execute(_RETRY_REASONS, params).fetchall()
         thread_runs = conn.execute(_THREAD_RUNS, params).fetchone()
         on_threads = conn.execute(_THREADS, params).fetchone()
+        wrong = conn.execute(_WRONG_OUTPUTS, params).fetchall()
+        late = (0,)
+        if conn.execute("SELECT to_regclass('lg_deploy.checkpoints')").fetchone() != (None,):
+            late = conn.execute(_LATE_CHECKPOINTS, params).fetchone() or late
     assert figures is not None
     assert duplicates is not None
     assert thread_runs is not None
@@ -246,6 +287,12 @@ def check(url: str, ids: list[str], threads: Sequence[str] = (), *, seed: int = 
         wrong_outputs=int(thread_runs[4]),
         busy_left=int(on_threads[1]),
         wrong_values=int(on_threads[2]),
+        late_checkpoints=int(late[0]),
+        notes=[
+            f"thread {thread} run {run} (attempts {attempts}): heard {heard},"
+            f" answered {answered}, expected {so_far}"
+            for thread, run, attempts, heard, answered, so_far in wrong
+        ],
     )
 
 
@@ -271,6 +318,7 @@ TABLE_COLUMNS = (
     ("order", 5),
     ("busy", 4),
     ("bad_val/out", 11),
+    ("late_ckpt", 9),
 )
 
 
@@ -306,6 +354,7 @@ def table_row(report: ChaosReport) -> str:
         report.out_of_order,
         report.busy_left,
         f"{report.wrong_values}/{report.wrong_outputs}",
+        report.late_checkpoints,
     )
     return " ".join(
         str(cell).rjust(width) for cell, (_, width) in zip(cells, TABLE_COLUMNS, strict=True)

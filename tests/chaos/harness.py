@@ -463,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {report.seed}: {count} FAILED: {reason}")
         for reason, count in report.retry_reasons.items():
             print(f"seed {report.seed}: {count} retried: {reason}")
+        for note in [] if report.ok else report.notes:
+            print(f"seed {report.seed}: {note}")
     failing = [report.seed for report in reports if not report.ok]
     verdict = f"; failing seeds {failing}" if failing else ""
     print(f"{len(reports) - len(failing)} of {len(reports)} runs OK{verdict}")
