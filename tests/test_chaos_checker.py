@@ -32,16 +32,21 @@ def thread_with_two_runs(sql: SqlConn) -> tuple[str, list[str]]:
     return str(row[0]), runs
 
 
-def write_history(sql: SqlConn, execution_id: str, steps: list[Step]) -> None:
-    """Events for `steps`, from QUEUED on, as the history trigger would have written them."""
-    before = "QUEUED"
-    for status, seconds in steps:
+def write_histories(sql: SqlConn, histories: dict[str, list[Step]]) -> None:
+    """Events for each run's `steps`, from QUEUED on, written in time order across the runs, as
+    the history trigger would have written them."""
+    events = []
+    for execution_id, steps in histories.items():
+        before = "QUEUED"
+        for status, seconds in steps:
+            events.append((seconds, execution_id, before, status))
+            before = status
+    for seconds, execution_id, before, status in sorted(events):
         sql.execute(
             "INSERT INTO lg_deploy.execution_events (execution_id, from_status, to_status, at,"
             " attempt) VALUES (%s, %s, %s, %s, 1)",
             (execution_id, before, status, BEGAN + timedelta(seconds=seconds)),
         )
-        before = status
 
 
 @pytest.mark.req("FAULT-NEGATIVE", "MULTITASK")
@@ -54,13 +59,6 @@ def write_history(sql: SqlConn, execution_id: str, steps: list[Step]) -> None:
             0,
             0,
             id="one-after-the-other",
-        ),
-        pytest.param(
-            [("RUNNING", 0), ("COMPLETED", 1)],
-            [("RUNNING", 1), ("COMPLETED", 2)],
-            0,
-            0,
-            id="claimed-as-the-older-finished",
         ),
         pytest.param(
             [("RUNNING", 0), ("COMPLETED", 2)],
@@ -102,11 +100,23 @@ def test_checker_counts_overlapping_and_out_of_order_runs_on_a_thread(
 ) -> None:
     """Overlapping RUNNING spans and a run claimed before an older one was final are counted."""
     thread_id, (first, second) = thread_with_two_runs(sql)
-    write_history(sql, first, older)
-    write_history(sql, second, younger)
+    write_histories(sql, {first: older, second: younger})
     report = check(db_url, [first, second], [thread_id])
     assert (report.threads, report.thread_runs) == (1, 2)
     assert (report.overlaps, report.out_of_order) == (overlaps, out_of_order)
+
+
+@pytest.mark.req("FAULT-NEGATIVE", "MULTITASK")
+def test_checker_orders_events_as_written_not_by_their_transaction_start(
+    sql: SqlConn, db_url: str
+) -> None:
+    """A claim written after the older run ended, in a transaction that began before, is no
+    overlap: `at` is the transaction's start, the event id the order of writing."""
+    thread_id, (first, second) = thread_with_two_runs(sql)
+    write_histories(sql, {first: [("RUNNING", 0), ("COMPLETED", 2)]})
+    write_histories(sql, {second: [("RUNNING", 1), ("COMPLETED", 3)]})
+    report = check(db_url, [first, second], [thread_id])
+    assert (report.overlaps, report.out_of_order) == (0, 0)
 
 
 def complete(sql: SqlConn, execution_id: str, turns: list[int]) -> None:

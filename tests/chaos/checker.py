@@ -127,45 +127,79 @@ FROM mine
 
 # The runs on the threads, each with its place in its thread's claim order (created_at, then
 # id: oldest first, as the claim takes them) and the `turns` numbers of the runs up to it in
-# that order: what its output must list. Its history gives its RUNNING spans (a claim until
-# the next change of status, open while still RUNNING), its first claim and its final event.
+# that order: what its output must list. Kept for the statements below (this session only).
 _THREAD_RUNS = """
-WITH runs AS (
-    SELECT execution_id, thread_id, status, output,
-           row_number() OVER claim_order AS place,
-           jsonb_agg((input ->> 'run')::integer) OVER claim_order AS so_far
-    FROM lg_deploy.executions
-    WHERE thread_id = ANY(%(threads)s::uuid[])
-    WINDOW claim_order AS (PARTITION BY thread_id ORDER BY created_at, execution_id
-                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-), history AS (
-    SELECT r.thread_id, r.place, v.execution_id, v.event_id, v.to_status, v.at,
-           lead(v.at) OVER (PARTITION BY v.execution_id ORDER BY v.event_id) AS next_at
-    FROM lg_deploy.execution_events v JOIN runs r USING (execution_id)
-), spans AS (
-    SELECT thread_id, event_id, tstzrange(at, COALESCE(next_at, 'infinity'), '[)') AS running
-    FROM history WHERE to_status = 'RUNNING'
-), lives AS (
-    SELECT thread_id, place,
-           min(at) FILTER (WHERE to_status = 'RUNNING') AS first_claimed,
-           max(at) FILTER (WHERE to_status IN ('COMPLETED', 'FAILED', 'INTERRUPTED')) AS final_at,
-           count(*) FILTER (WHERE to_status = 'COMPLETED') AS completions
-    FROM history GROUP BY thread_id, place
-)
-SELECT (SELECT count(*) FROM runs),
-       (SELECT count(*) FROM lives WHERE completions = 1),
-       (SELECT count(*) FROM spans a JOIN spans b
+CREATE TEMPORARY TABLE chaos_thread_runs AS
+SELECT execution_id, thread_id, status, output, attempts, (input ->> 'run')::integer AS run,
+       row_number() OVER claim_order AS place,
+       jsonb_agg((input ->> 'run')::integer) OVER claim_order AS so_far
+FROM lg_deploy.executions
+WHERE thread_id = ANY(%(threads)s::uuid[])
+WINDOW claim_order AS (PARTITION BY thread_id ORDER BY created_at, execution_id
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+"""
+
+# Their histories as spans: every RUNNING stretch of a run, from its claim's event to the next
+# event of that run (open while still RUNNING). Ordered by event_id, not by `at`: `at` is the
+# writing transaction's start, which may precede the moment its statement saw another run end,
+# while event ids are drawn as the events are written, so a claim made after a run ended always
+# has the larger id.
+_THREAD_SPANS = """
+CREATE TEMPORARY TABLE chaos_thread_spans AS
+SELECT r.thread_id, r.place, r.run, v.execution_id, v.to_status, v.at, v.event_id,
+       int8range(v.event_id, lead(v.event_id) OVER run_history) AS running
+FROM lg_deploy.execution_events v JOIN chaos_thread_runs r USING (execution_id)
+WINDOW run_history AS (PARTITION BY v.execution_id ORDER BY v.event_id)
+"""
+
+# Per run: its first claim's event, its final event and how many times it completed.
+_THREAD_LIVES = """
+CREATE TEMPORARY TABLE chaos_thread_lives AS
+SELECT thread_id, place, run,
+       min(event_id) FILTER (WHERE to_status = 'RUNNING') AS first_claim,
+       min(at) FILTER (WHERE to_status = 'RUNNING') AS first_claimed_at,
+       max(event_id) FILTER (WHERE to_status IN ('COMPLETED', 'FAILED', 'INTERRUPTED')) AS final,
+       max(at) FILTER (WHERE to_status IN ('COMPLETED', 'FAILED', 'INTERRUPTED')) AS final_at,
+       count(*) FILTER (WHERE to_status = 'COMPLETED') AS completions
+FROM chaos_thread_spans GROUP BY thread_id, place, run
+"""
+
+_THREAD_FIGURES = """
+SELECT (SELECT count(*) FROM chaos_thread_runs),
+       (SELECT count(*) FROM chaos_thread_lives WHERE completions = 1),
+       (SELECT count(*) FROM chaos_thread_spans a JOIN chaos_thread_spans b
             ON a.thread_id = b.thread_id AND a.event_id < b.event_id
-           AND a.running && b.running),
-       (SELECT count(*) FROM lives later
-        WHERE later.first_claimed IS NOT NULL AND EXISTS (
-            SELECT 1 FROM lives older
+           AND a.to_status = 'RUNNING' AND b.to_status = 'RUNNING' AND a.running && b.running),
+       (SELECT count(*) FROM chaos_thread_lives later
+        WHERE later.first_claim IS NOT NULL AND EXISTS (
+            SELECT 1 FROM chaos_thread_lives older
             WHERE older.thread_id = later.thread_id AND older.place < later.place
-              AND (older.final_at IS NULL OR older.final_at > later.first_claimed))),
-       (SELECT count(*) FROM runs
+              AND (older.final IS NULL OR older.final > later.first_claim))),
+       (SELECT count(*) FROM chaos_thread_runs
         WHERE status = 'COMPLETED'
           AND (output -> 'heard' IS DISTINCT FROM so_far
                OR output -> 'answered' IS DISTINCT FROM so_far))
+"""
+
+# The first runs claimed before an older run of their thread was final, to read in the report.
+_OUT_OF_ORDER = """
+SELECT later.thread_id, older.run, older.final, older.final_at,
+       later.run, later.first_claim, later.first_claimed_at
+FROM chaos_thread_lives later JOIN chaos_thread_lives older
+  ON older.thread_id = later.thread_id AND older.place < later.place
+WHERE later.first_claim IS NOT NULL AND (older.final IS NULL OR older.final > later.first_claim)
+ORDER BY later.thread_id, later.place
+LIMIT 10
+"""
+
+# The first wrong outputs, to read in the report.
+_WRONG_OUTPUTS = """
+SELECT thread_id, run, attempts, output -> 'heard', output -> 'answered', so_far
+FROM chaos_thread_runs
+WHERE status = 'COMPLETED'
+  AND (output -> 'heard' IS DISTINCT FROM so_far OR output -> 'answered' IS DISTINCT FROM so_far)
+ORDER BY thread_id, place
+LIMIT 10
 """
 
 # The threads at the end: busy with nothing in flight, or values that are not the numbers of
@@ -185,24 +219,6 @@ SELECT count(*),
                            OR t."values" -> 'answered' IS DISTINCT FROM e.every_run)
 FROM lg_deploy.threads t LEFT JOIN expected e USING (thread_id)
 WHERE t.thread_id = ANY(%(threads)s::uuid[])
-"""
-
-# The first wrong outputs, to read in the report.
-_WRONG_OUTPUTS = """
-WITH runs AS (
-    SELECT thread_id, status, output, attempts, (input ->> 'run')::integer AS run,
-           jsonb_agg((input ->> 'run')::integer) OVER (
-               PARTITION BY thread_id ORDER BY created_at, execution_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS so_far
-    FROM lg_deploy.executions
-    WHERE thread_id = ANY(%(threads)s::uuid[])
-)
-SELECT thread_id, run, attempts, output -> 'heard', output -> 'answered', so_far
-FROM runs
-WHERE status = 'COMPLETED'
-  AND (output -> 'heard' IS DISTINCT FROM so_far OR output -> 'answered' IS DISTINCT FROM so_far)
-ORDER BY thread_id, run
-LIMIT 10
 """
 
 # Checkpoints of the threads stamped (`ts`, the writer's clock) after their run's final event
@@ -250,9 +266,12 @@ def check(url: str, ids: list[str], threads: Sequence[str] = (), *, seed: int = 
         duplicates = conn.execute(_DUPLICATES, params).fetchone()
         reasons = conn.execute(_FAILURE_REASONS, params).fetchall()
         retries = conn.execute(_RETRY_REASONS, params).fetchall()
-        thread_runs = conn.execute(_THREAD_RUNS, params).fetchone()
+        for table in (_THREAD_RUNS, _THREAD_SPANS, _THREAD_LIVES):
+            conn.execute(table, params)
+        thread_runs = conn.execute(_THREAD_FIGURES).fetchone()
+        out_of_order = conn.execute(_OUT_OF_ORDER).fetchall()
+        wrong = conn.execute(_WRONG_OUTPUTS).fetchall()
         on_threads = conn.execute(_THREADS, params).fetchone()
-        wrong = conn.execute(_WRONG_OUTPUTS, params).fetchall()
         late = (0,)
         if conn.execute("SELECT to_regclass('lg_deploy.checkpoints')").fetchone() != (None,):
             late = conn.execute(_LATE_CHECKPOINTS, params).fetchone() or late
@@ -289,9 +308,16 @@ def check(url: str, ids: list[str], threads: Sequence[str] = (), *, seed: int = 
         wrong_values=int(on_threads[2]),
         late_checkpoints=int(late[0]),
         notes=[
-            f"thread {thread} run {run} (attempts {attempts}): heard {heard},"
-            f" answered {answered}, expected {so_far}"
-            for thread, run, attempts, heard, answered, so_far in wrong
+            *(
+                f"thread {thread} run {later} claimed (event {claim}, {claimed_at}) before"
+                f" run {older} was final (event {final}, {final_at})"
+                for thread, older, final, final_at, later, claim, claimed_at in out_of_order
+            ),
+            *(
+                f"thread {thread} run {run} (attempts {attempts}): heard {heard},"
+                f" answered {answered}, expected {so_far}"
+                for thread, run, attempts, heard, answered, so_far in wrong
+            ),
         ],
     )
 
