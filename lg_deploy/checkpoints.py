@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -15,7 +14,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import dict_row
 
 from lg_deploy.db.migrations import MIGRATION_LOCK_KEY
-from lg_deploy.db.pool import POOL_OPEN_TIMEOUT_SECONDS, open_pool
+from lg_deploy.db.pool import open_pool, while_unreachable
 from lg_deploy.db.queries import query
 from lg_deploy.errors import ConfigError
 
@@ -24,20 +23,16 @@ CHECKPOINT_SCHEMA = "lg_deploy"
 SEARCH_PATH_OPTION = f"-c search_path={CHECKPOINT_SCHEMA}"
 # What PgBouncer answers a startup packet carrying `options` (its 1.18 and older do).
 REFUSED_OPTIONS = "unsupported startup parameter"
-CONNECT_RETRY_SECONDS = 0.5
-T = TypeVar("T")
 SETUP_LOCK_KEY = MIGRATION_LOCK_KEY - 1
 SETUP_POLL_SECONDS = 0.1
 
 
 @contextlib.asynccontextmanager
 async def postgres_checkpointer(conninfo: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
-    """An AsyncPostgresSaver on its own small pool, its tables created in schema lg_deploy.
-
-    The start's own connections are retried, as the pool's are, while the server starts up or
-    restarts (for up to POOL_OPEN_TIMEOUT_SECONDS).
-    """
-    search_path = await _retried(lambda: _search_path_kwargs(conninfo))
+    """An AsyncPostgresSaver on its own small pool, its tables created in schema lg_deploy."""
+    search_path = await while_unreachable(
+        lambda: _search_path_kwargs(conninfo), "checkpointer search path"
+    )
     pool = await open_pool(
         conninfo,
         max_size=CHECKPOINT_POOL_MAX_SIZE,
@@ -47,23 +42,10 @@ async def postgres_checkpointer(conninfo: str) -> AsyncIterator[BaseCheckpointSa
     )
     try:
         saver = AsyncPostgresSaver(pool)
-        await _retried(lambda: _setup_once(conninfo, saver))
+        await while_unreachable(lambda: _setup_once(conninfo, saver), "checkpointer setup")
         yield saver
     finally:
         await pool.close()
-
-
-async def _retried(step: Callable[[], Awaitable[T]]) -> T:
-    """`step()`, again after a connection error (the server starting up, restarting) until
-    POOL_OPEN_TIMEOUT_SECONDS have passed; a refused startup option is not retried."""
-    deadline = time.monotonic() + POOL_OPEN_TIMEOUT_SECONDS
-    while True:
-        try:
-            return await step()
-        except psycopg.OperationalError as error:
-            if REFUSED_OPTIONS in str(error) or time.monotonic() >= deadline:
-                raise
-        await asyncio.sleep(CONNECT_RETRY_SECONDS)
 
 
 async def _search_path_kwargs(conninfo: str) -> dict[str, Any]:

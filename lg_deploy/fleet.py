@@ -17,6 +17,7 @@ from typing import Any, LiteralString
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from lg_deploy.db.pool import while_unreachable
 from lg_deploy.db.queries import query
 from lg_deploy.models import UnservedGraph
 from lg_deploy.tasks import cancel_and_wait
@@ -57,8 +58,9 @@ class Fleet:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Register this process and its graphs, then keep the registration alive."""
-        await self._register()
+        """Register this process and its graphs (waiting out a database that is restarting),
+        then keep the registration alive."""
+        await while_unreachable(self._register, "fleet registration")
         logger.info("serving graphs %s as worker %s", ", ".join(self.graph_ids), self.worker_id)
         self._task = asyncio.create_task(self._run(), name="lg-deploy-fleet")
 

@@ -169,7 +169,7 @@ class GraphRegistry:
         if self._checkpointer is None or config is None:
             return to_json_object(await graph.ainvoke(input, config=config))
         snapshot = await cast(Any, graph).aget_state(config)
-        if snapshot.next:
+        if _unfinished(snapshot):
             result = await graph.ainvoke(None, config=config, durability="sync")
         elif snapshot.created_at is not None:  # finished before its outcome could be stored
             result = snapshot.values
@@ -195,7 +195,7 @@ class GraphRegistry:
         latest = await cast(Any, graph).aget_state(thread)
         config = _run_config(run)
         if (latest.metadata or {}).get("run_id") == run.run_id:  # this run began before
-            if latest.next:
+            if _unfinished(latest):
                 result = await graph.ainvoke(None, config=config, durability="sync")
             else:
                 result = latest.values
@@ -245,6 +245,14 @@ def _with_saver(graph: CompiledGraph, saver: BaseCheckpointSaver[Any] | None) ->
     if copy is None:
         raise GraphLoadError(f"{type(graph).__name__} cannot take a checkpointer")
     return cast(CompiledGraph, copy(update={"checkpointer": saver}))
+
+
+def _unfinished(snapshot: Any) -> bool:
+    """True while a checkpoint has a step to complete: tasks left to run, or tasks whose writes
+    were saved before the step's checkpoint was (the process died in between). LangGraph's
+    `next` leaves the latter out, so an empty `next` does not mean the run finished; invoking
+    with None applies those writes without running their tasks again, then goes on."""
+    return bool(snapshot.tasks)
 
 
 def _run_config(run: GraphRun) -> dict[str, Any]:

@@ -1,12 +1,17 @@
 """Chaos: worker kills and pauses, PostgreSQL crash-restarts and killed backends lose nothing.
 
-Each run (tests/chaos/harness.py) inserts N `sleep` executions (0-0.3 s, seeded) with plain SQL
-in 25 statements over a 15 s window, against 3 `lg-deploy worker` processes (concurrency 8,
-lease 3 s, recovery every 0.5 s, poll 0.5 s, max_attempts 20), while, at seeded moments, K
-workers are SIGKILLed (each replaced by a fresh process), PostgreSQL is crash-restarted M times
-(`pg_ctl restart -m immediate`), J rounds terminate every lg-deploy backend, and P workers that
-hold executions are SIGSTOPped for 4.5 s (longer than the lease), then SIGCONTed: their late
-writes are what fencing must refuse. The checker reads only SQL.
+Each run (tests/chaos/harness.py) inserts N executions with plain SQL in 25 batches over a 15 s
+window: N - R `sleep` executions (0-0.3 s, seeded) and R runs of the two-step `turns` graph
+(tests/chaos/graph.py, same waits) on T threads, R/T per thread at seeded places, so a thread's
+runs queue behind each other. 3 `lg-deploy worker` processes (concurrency 8, lease 3 s, recovery
+every 0.5 s, poll 0.5 s, max_attempts 20, retry on error after 0.5 s) run them while, at seeded
+moments, K workers are SIGKILLed (each replaced by a fresh process), PostgreSQL is
+crash-restarted M times (`pg_ctl restart -m immediate`), J rounds terminate every lg-deploy
+backend, and P workers that hold executions are SIGSTOPped for 4.5 s (longer than the lease),
+then SIGCONTed: their late writes are what fencing must refuse. The checker reads only SQL:
+besides lost and duplicate executions, for the threads it checks from the event history that
+their runs never overlapped and started oldest first, that no thread is left busy, and from the
+runs' outputs and the threads' values that each run's steps landed once, in order.
 """
 
 from __future__ import annotations
@@ -34,12 +39,13 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.req("FAULT-CHAOS", "DUR-LEASE", "CARD-CLAIM")
+@pytest.mark.req("FAULT-CHAOS", "DUR-LEASE", "CARD-CLAIM", "THREAD-RUNS", "MULTITASK")
 @pytest.mark.parametrize("seed", CI_SEEDS)
 def test_chaos_run_loses_nothing_and_completes_nothing_twice(
     cluster: Cluster, tmp_path: Path, seed: int
 ) -> None:
-    """N=500, K=5, M=2, J=5, P=3: 0 lost, 0 duplicates, all final within 60 s of the last fault."""
+    """N=500 (R=60 on T=12 threads), K=5, M=2, J=5, P=3: 0 lost, 0 duplicates, all final within
+    60 s of the last fault; one run at a time per thread, oldest first, each run's steps once."""
     plan = ChaosPlan(seed=seed, settle_seconds=SETTLE_SECONDS)
     report = run_chaos(cluster, plan, tmp_path / "logs")
     figures = report.summary()
@@ -56,6 +62,12 @@ def test_chaos_run_loses_nothing_and_completes_nothing_twice(
     assert report.crashed_workers == 0, figures
     assert report.failed == 0, figures
     assert report.completed == plan.executions, figures
+    assert (report.threads, report.thread_runs) == (plan.threads, plan.thread_runs), figures
+    assert report.thread_runs_completed_once == plan.thread_runs, figures
+    assert report.overlaps == 0, figures
+    assert report.out_of_order == 0, figures
+    assert report.busy_left == 0, figures
+    assert (report.wrong_values, report.wrong_outputs) == (0, 0), figures
 
 
 @pytest.mark.timeout(240)

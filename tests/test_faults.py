@@ -1,5 +1,6 @@
 """Faults of the database side, on real processes: a lost NOTIFY, every backend killed, the
-server stopped for a few seconds, and a crash-restart of the server.
+server stopped for a few seconds, a crash-restart of the server, and a worker started while
+the server is down.
 """
 
 from __future__ import annotations
@@ -212,4 +213,27 @@ def test_work_after_a_crash_restart_completes_within_10s(
     seconds = time.monotonic() - back
     print(f"completed {seconds:.2f} s after the crash-restart")
     assert seconds <= RESUME_WITHIN_SECONDS
+    worker.assert_alive()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.req("FAULT-OUTAGE", "FAULT-CHAOS")
+def test_a_worker_started_while_postgresql_is_down_serves_once_it_is_back(
+    cluster: Cluster, worker_env: dict[str, str], spawn: Launcher
+) -> None:
+    """Started (no migration) while PostgreSQL is stopped, a worker waits for it, then serves."""
+    url = cluster.create_database()
+    cluster.stop("fast")
+    worker = spawn.start(fresh_env(worker_env, url), "worker", LG_DEPLOY_MIGRATE_ON_START="false")
+
+    def waiting_for_the_database() -> bool:
+        worker.assert_alive()
+        return "cannot reach the database yet" in worker.log_path.read_text()
+
+    wait_until(waiting_for_the_database, 20)
+    cluster.start()
+    wait_listening(url, 1, worker)
+    with psycopg.connect(url, autocommit=True) as sql:
+        execution_id = insert(sql, "echo", {"after": "start"})
+        wait_until(lambda: row_of(sql, execution_id)["status"] == "COMPLETED", 20)
     worker.assert_alive()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.types.json import set_json_loads
@@ -15,10 +17,14 @@ from lg_deploy.db import jsonb
 from lg_deploy.settings import DEFAULT_POOL_MAX_SIZE, DEFAULT_POOL_TIMEOUT_SECONDS
 
 POOL_OPEN_TIMEOUT_SECONDS = 30.0
+UNREACHABLE_RETRY_SECONDS = 0.5
 APPLICATION_NAME = "lg-deploy"
 # A connection back in the pool for less than this was just proven alive by its last statement;
 # only connections idle longer are checked with a round trip on checkout (pgxpool does the same).
 CHECK_IDLE_SECONDS = 1.0
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def open_pool(
@@ -77,3 +83,26 @@ async def open_pool(
     )
     await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT_SECONDS)
     return pool
+
+
+async def while_unreachable(step: Callable[[], Awaitable[T]], what: str) -> T:
+    """`step()`, run again while the server cannot be reached or drops the connection (down,
+    starting up, crash-restarting) for up to POOL_OPEN_TIMEOUT_SECONDS, as a pool waits at open.
+
+    For the one-off statements a process makes as it starts; `what` names the step in the log.
+    """
+    deadline = time.monotonic() + POOL_OPEN_TIMEOUT_SECONDS
+    while True:
+        try:
+            return await step()
+        except psycopg.OperationalError as error:
+            if time.monotonic() > deadline:
+                raise
+            reason = str(error).strip().splitlines()[0]
+            logger.warning(
+                "%s: cannot reach the database yet (%s); retrying in %g s",
+                what,
+                reason,
+                UNREACHABLE_RETRY_SECONDS,
+            )
+        await asyncio.sleep(UNREACHABLE_RETRY_SECONDS)

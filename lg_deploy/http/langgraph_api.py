@@ -3,8 +3,8 @@
 Assistants are served by langgraph_assistants: the stored ones, and one system assistant per
 registered graph (id: the graph name or uuid5 of it, as the platform does). A run takes its
 assistant's graph, and its config and context under the run's own. Runs are executions, shown
-as the platform's runs by langgraph_runs. The platform's other routes answer `not_supported` (langgraph_unsupported), and so do run keys
-lg-deploy does not honour yet (langgraph_run_body).
+as the platform's runs by langgraph_runs. The platform's other routes answer `not_supported`
+(langgraph_unsupported), and so do run keys lg-deploy does not honour yet (langgraph_run_body).
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
-"""The chaos run: executions under worker kills and pauses, PostgreSQL crash-restarts and killed
-backends, then the checker (tests/chaos/checker.py, SQL only). Used by tests/test_chaos.py and,
-as `python -m tests.chaos.harness`, by scripts/chaos.
+"""The chaos run: executions, thread-less and on threads, under worker kills and pauses,
+PostgreSQL crash-restarts and killed backends, then the checker (tests/chaos/checker.py, SQL
+only). Used by tests/test_chaos.py and, as `python -m tests.chaos.harness`, by scripts/chaos.
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
+import json
 import os
 import random
 import signal
@@ -27,14 +28,23 @@ START_SECONDS = 60.0
 STOP_SECONDS = 15.0
 PAUSE_RETRY_SECONDS = 0.5
 SUBMIT_EVERY_SECONDS = 0.6  # the script's runs insert a batch this often
+RUNS_PER_THREAD = 5  # the script's runs: T = R / this
+CHAOS_GRAPHS = {
+    "sleep": "lg_deploy.examples.sleep:graph",
+    "turns": "tests.chaos.graph:graph",  # the thread runs' graph
+}
+TERMINAL = ("COMPLETED", "FAILED", "INTERRUPTED")
 
 
 @dataclass(frozen=True)
 class ChaosPlan:
-    """What one chaos run does; the defaults are the CI sizes (N=500, K=5, M=2, J=5, P=3)."""
+    """What one chaos run does; the defaults are the CI sizes (N=500 of which R=60 on T=12
+    threads, K=5, M=2, J=5, P=3)."""
 
     seed: int
-    executions: int = 500  # N, the `sleep` graph with seeded seconds in [min, max]
+    executions: int = 500  # N in all, each with seeded seconds in [min, max]
+    thread_runs: int = 60  # R of the N run the `turns` graph on threads; the rest `sleep`
+    threads: int = 12  # T threads, R/T runs each, at seeded places among the N
     kills: int = 5  # K worker SIGKILLs, each followed by a fresh worker process
     restarts: int = 2  # M `pg_ctl restart -m immediate`
     terminations: int = 5  # J rounds of pg_terminate_backend on every lg-deploy backend
@@ -50,8 +60,15 @@ class ChaosPlan:
     fault_window_seconds: float = 15.0  # faults and submissions happen within this window
     submit_batches: int = 25  # N is inserted in this many plain SQL INSERT statements
     max_attempts: int = 20
+    retry_backoff_seconds: float = 0.5  # before retrying a run whose graph raised
     settle_seconds: float = 60.0  # all must be terminal this long after the last fault
     worker_command: tuple[str, ...] = LG_DEPLOY_WORKER
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.thread_runs <= self.executions:
+            raise ValueError("thread_runs must be between 0 and executions")
+        if self.thread_runs and not self.threads:
+            raise ValueError("thread runs need threads")
 
     def worker_env(self, url: str) -> dict[str, str]:
         """Environment of each worker process (documented values of the run)."""
@@ -59,6 +76,11 @@ class ChaosPlan:
         env.update(
             LG_DEPLOY_DATABASE_URL=url,
             LG_DEPLOY_MIGRATE_ON_START="false",  # the harness migrated; PG may be restarting
+            LG_DEPLOY_GRAPHS=json.dumps(CHAOS_GRAPHS),
+            # A run on a thread whose checkpoint write meets a dropped connection raises in its
+            # graph; that is retried only on request (docs/guarantees.md, Fault tests).
+            LG_DEPLOY_RETRY_ON_ERROR="true",
+            LG_DEPLOY_RETRY_BACKOFF_SECONDS=str(self.retry_backoff_seconds),
             LG_DEPLOY_WORKER_CONCURRENCY=str(self.concurrency),
             LG_DEPLOY_LEASE_SECONDS=str(self.lease_seconds),
             LG_DEPLOY_RECOVERY_INTERVAL_SECONDS=str(self.recovery_interval_seconds),
@@ -79,6 +101,8 @@ def negative_control_plan(seed: int) -> ChaosPlan:
     return ChaosPlan(
         seed=seed,
         executions=100,
+        thread_runs=0,
+        threads=0,
         kills=0,
         restarts=0,
         terminations=0,
@@ -90,6 +114,16 @@ def negative_control_plan(seed: int) -> ChaosPlan:
         submit_batches=6,
         worker_command=BROKEN_WORKER,
     )
+
+
+@dataclass(frozen=True)
+class _Submission:
+    """One execution to insert: `sleep` for `seconds`, or run number `run` of the `turns` graph
+    on the run's thread number `thread`."""
+
+    seconds: float
+    thread: int | None = None
+    run: int = 0
 
 
 @dataclass
@@ -175,19 +209,40 @@ class _Run:
         self.rng = random.Random(plan.seed)
         self.fleet = _Fleet(plan, plan.worker_env(url), log_dir)
         self.ids: list[str] = []
+        self.thread_ids: list[str] = []
         self.faults = dict.fromkeys(
             ("kills", "restarts", "terminations", "backends_terminated", "pauses", "paused_held"),
             0,
         )
         self.batches = self._batches()
 
-    def _batches(self) -> list[list[float]]:
+    def _batches(self) -> list[list[_Submission]]:
+        """The N submissions in insertion order, R of them at seeded places on seeded threads
+        (R/T per thread), numbered 1..R in that order; cut into the plan's batches."""
+        plan = self.plan
         seconds = [
-            round(self.rng.uniform(self.plan.min_sleep_seconds, self.plan.max_sleep_seconds), 3)
-            for _ in range(self.plan.executions)
+            round(self.rng.uniform(plan.min_sleep_seconds, plan.max_sleep_seconds), 3)
+            for _ in range(plan.executions)
         ]
-        size = -(-len(seconds) // self.plan.submit_batches)
-        return [seconds[i : i + size] for i in range(0, len(seconds), size)]
+        places = sorted(self.rng.sample(range(plan.executions), plan.thread_runs))
+        owners = [run % plan.threads for run in range(plan.thread_runs)]
+        self.rng.shuffle(owners)
+        on_thread = dict(zip(places, owners, strict=True))
+        submissions = [_Submission(wait) for wait in seconds]
+        for run, place in enumerate(places, start=1):
+            submissions[place] = _Submission(seconds[place], on_thread[place], run)
+        size = -(-len(submissions) // plan.submit_batches)
+        return [submissions[i : i + size] for i in range(0, len(submissions), size)]
+
+    def create_threads(self) -> None:
+        """The plan's T threads, as another system would make them."""
+        with admin(self.url) as conn:
+            for _ in range(self.plan.threads):
+                row = conn.execute(
+                    "INSERT INTO lg_deploy.threads DEFAULT VALUES RETURNING thread_id"
+                ).fetchone()
+                assert row is not None
+                self.thread_ids.append(str(row[0]))
 
     def start_workers(self) -> None:
         for _ in range(self.plan.workers):
@@ -226,8 +281,10 @@ class _Run:
                 paused = self._pause()
                 if paused:
                     heapq.heappush(queue, (now + self.plan.pause_seconds, 2, "resume", paused))
-                else:  # two workers already paused: pause one once another is resumed
+                elif self.fleet.paused:  # pause one once another is resumed
                     heapq.heappush(queue, (now + PAUSE_RETRY_SECONDS, 1, "pause", 0))
+                    continue
+                else:  # too few live workers (some crashed): skipped, as faults["pauses"] shows
                     continue
             else:
                 getattr(self, f"_{kind}")(pid)
@@ -237,17 +294,35 @@ class _Run:
         return last_fault
 
     def _submit(self) -> None:
+        """Insert the next batch: its `sleep` rows in one statement, its thread runs in another."""
         if not self.batches:
             return
-        seconds = self.batches.pop(0)
+        batch = self.batches.pop(0)
+        sleeps = [item.seconds for item in batch if item.thread is None]
+        turns = [
+            (item.run, item.seconds, self.thread_ids[item.thread])
+            for item in batch
+            if item.thread is not None
+        ]
         with admin(self.url) as conn:
-            rows = conn.execute(
-                "INSERT INTO lg_deploy.executions (graph_id, input, max_attempts)"
-                " SELECT 'sleep', jsonb_build_object('seconds', s), %s"
-                " FROM unnest(%s::float8[]) AS s RETURNING execution_id",
-                (self.plan.max_attempts, seconds),
-            ).fetchall()
-        self.ids += [str(row[0]) for row in rows]
+            if sleeps:
+                rows = conn.execute(
+                    "INSERT INTO lg_deploy.executions (graph_id, input, max_attempts)"
+                    " SELECT 'sleep', jsonb_build_object('seconds', s), %s"
+                    " FROM unnest(%s::float8[]) AS s RETURNING execution_id",
+                    (self.plan.max_attempts, sleeps),
+                ).fetchall()
+                self.ids += [str(row[0]) for row in rows]
+            if turns:
+                runs, seconds, threads = (list(column) for column in zip(*turns, strict=True))
+                rows = conn.execute(
+                    "INSERT INTO lg_deploy.executions (graph_id, input, thread_id, max_attempts)"
+                    " SELECT 'turns', jsonb_build_object('run', r, 'seconds', s), t, %s"
+                    " FROM unnest(%s::integer[], %s::float8[], %s::uuid[]) AS u(r, s, t)"
+                    " RETURNING execution_id",
+                    (self.plan.max_attempts, runs, seconds, threads),
+                ).fetchall()
+                self.ids += [str(row[0]) for row in rows]
 
     def _kill(self, _pid: int) -> None:
         candidates = [p for p in self.fleet.live() if p.pid not in self.fleet.paused]
@@ -304,8 +379,8 @@ class _Run:
             with admin(self.url) as conn:
                 row = conn.execute(
                     "SELECT count(*) FROM lg_deploy.executions"
-                    " WHERE status IN ('COMPLETED', 'FAILED') AND execution_id = ANY(%s::uuid[])",
-                    (self.ids,),
+                    " WHERE status = ANY(%s) AND execution_id = ANY(%s::uuid[])",
+                    (list(TERMINAL), self.ids),
                 ).fetchone()
             if row is not None and row[0] == len(self.ids):
                 return max(0.0, time.monotonic() - last_fault)
@@ -319,6 +394,7 @@ def run_chaos(cluster: Cluster, plan: ChaosPlan, log_dir: Path) -> ChaosReport:
     log_dir.mkdir(parents=True, exist_ok=True)
     url = cluster.create_database()
     run = _Run(plan, cluster, url, log_dir)
+    run.create_threads()
     began = time.monotonic()
     try:
         run.start_workers()
@@ -327,7 +403,7 @@ def run_chaos(cluster: Cluster, plan: ChaosPlan, log_dir: Path) -> ChaosReport:
         crashed = run.fleet.crashed()
     finally:
         run.fleet.stop_all()
-    report = check(url, run.ids, seed=plan.seed)
+    report = check(url, run.ids, run.thread_ids, seed=plan.seed)
     report.terminal_after_last_fault_seconds = settled
     report.run_seconds = time.monotonic() - began
     report.crashed_workers = len(crashed)
@@ -344,6 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=10, help="how many runs")
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--executions", type=int, default=5000, help="N")
+    parser.add_argument(
+        "--thread-runs", type=int, default=None, help="R of the N on threads (default N/10)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help=f"T (default R/{RUNS_PER_THREAD})"
+    )
     parser.add_argument("--kills", type=int, default=50, help="K")
     parser.add_argument("--restarts", type=int, default=10, help="M")
     parser.add_argument("--terminations", type=int, default=20, help="J")
@@ -354,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     log_root = args.log_dir or Path(tempfile.mkdtemp(prefix="lgd-chaos-logs-"))
     print(f"worker logs under {log_root}", flush=True)
     print(table_header(), flush=True)
+    thread_runs = args.executions // 10 if args.thread_runs is None else args.thread_runs
+    threads = args.threads if args.threads is not None else -(-thread_runs // RUNS_PER_THREAD)
     reports = []
     cluster = Cluster()
     try:
@@ -361,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
             plan = ChaosPlan(
                 seed=seed,
                 executions=args.executions,
+                thread_runs=thread_runs,
+                threads=threads,
                 kills=args.kills,
                 restarts=args.restarts,
                 terminations=args.terminations,
@@ -375,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     for report in reports:
         for reason, count in report.failure_reasons.items():
             print(f"seed {report.seed}: {count} FAILED: {reason}")
+        for reason, count in report.retry_reasons.items():
+            print(f"seed {report.seed}: {count} retried: {reason}")
+        for note in [] if report.ok else report.notes:
+            print(f"seed {report.seed}: {note}")
     failing = [report.seed for report in reports if not report.ok]
     verdict = f"; failing seeds {failing}" if failing else ""
     print(f"{len(reports) - len(failing)} of {len(reports)} runs OK{verdict}")
