@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from starlette.testclient import TestClient
 
@@ -85,13 +86,29 @@ def final(client: TestClient, execution_id: str) -> dict[str, Any]:
         (RetryPolicy(retry_on_error=True), RuntimeError("x"), 3, False),
         (RetryPolicy(retry_on_error=True), UnknownGraph("nope", ["echo"]), 1, False),
         (RetryPolicy(retry_on_error=True), GraphOutputError("not JSON"), 1, False),
+        (RetryPolicy(), psycopg.OperationalError("server closed the connection"), 1, True),
+        (RetryPolicy(), psycopg.errors.AdminShutdown("terminating connection"), 2, True),
+        (RetryPolicy(), psycopg.OperationalError("server closed the connection"), 3, False),
+        (RetryPolicy(), psycopg.errors.UniqueViolation("a graph's own bug"), 1, False),
     ],
-    ids=["off", "attempt-1", "attempt-2", "last-attempt", "unknown-graph", "bad-output"],
+    ids=[
+        "off",
+        "attempt-1",
+        "attempt-2",
+        "last-attempt",
+        "unknown-graph",
+        "bad-output",
+        "lost-connection",
+        "admin-shutdown",
+        "lost-connection-last-attempt",
+        "other-database-error",
+    ],
 )
 def test_retry_policy_decides_which_failures_run_again(
     policy: RetryPolicy, error: Exception, attempt: int, expected: bool
 ) -> None:
-    """Only with retry_on_error, while attempt < max_attempts (3), and never permanent errors."""
+    """With retry_on_error, or for a lost database connection whatever it says, while attempt <
+    max_attempts (3); never permanent errors."""
     assert policy.retries(error, attempt, 3) is expected
 
 
@@ -292,3 +309,40 @@ async def test_higher_priority_runs_first_when_a_slot_frees(
     assert low_state.started_at is not None
     assert high_state.started_at is not None
     assert high_state.started_at < low_state.started_at
+
+
+LOSES_CONNECTION_SOURCE = """
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from langgraph.func import entrypoint
+
+
+@entrypoint()
+async def graph(inputs: dict[str, Any]) -> dict[str, Any]:
+    marker = Path(inputs["marker"])
+    if not marker.exists():
+        marker.write_text("lost it once", encoding="utf-8")
+        raise psycopg.OperationalError("consuming input failed: server closed the connection")
+    return {"recovered": True}
+"""
+
+
+@pytest.mark.req("DUR-RETRY")
+async def test_a_lost_database_connection_is_retried_without_retry_on_error(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A graph that loses its database connection once (a restart under its checkpointer)
+    runs again and completes, though retry_on_error is off."""
+    (tmp_path / "loses.py").write_text(LOSES_CONNECTION_SOURCE, encoding="utf-8")
+    registry = GraphRegistry({"loses": "./loses.py:graph"}, base_dir=tmp_path)
+    policy = RetryPolicy(backoff_seconds=BACKOFF_SECONDS, backoff_max_seconds=1)
+    worker = backend.worker(registry, retry=policy)
+    await worker.start()
+    marker = str(tmp_path / f"marker-{backend.name}")
+    execution_id = await backend.submit(worker, graph_id="loses", input={"marker": marker})
+    state = await backend.final(execution_id)
+    assert (state.status, state.attempts, state.output) == (C, 2, {"recovered": True})
+    errors = [e.error for e in await backend.store.events(execution_id) if e.to_status == Q]
+    assert errors[1].startswith("OperationalError: consuming input failed")

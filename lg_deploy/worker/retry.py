@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import psycopg
+
 from lg_deploy.errors import GraphOutputError, UnknownGraph
 from lg_deploy.settings import DEFAULT_BACKOFF_MAX_SECONDS, DEFAULT_BACKOFF_SECONDS
 
@@ -12,11 +14,17 @@ _RANDOM = random.Random()  # noqa: S311  # jitter, not cryptography  # nosec B31
 
 # Failures that would fail again the same way: never retried.
 _PERMANENT: tuple[type[BaseException], ...] = (UnknownGraph, GraphOutputError)
+# Failures of the database under a graph, not of the graph: a run on a thread saves its steps as
+# it goes, so a PostgreSQL restart or a terminated backend surfaces in the graph as a lost
+# connection (psycopg's OperationalError: also a pool timeout, a deadlock, a cancelled query).
+# Always retried, as a lost lease is; the next attempt goes on from the last saved step.
+_TRANSIENT: tuple[type[BaseException], ...] = (psycopg.OperationalError,)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Graph exceptions are retried only when `retry_on_error`; lease loss always is."""
+    """Graph exceptions are retried only when `retry_on_error`; lease loss and a lost database
+    connection always are."""
 
     retry_on_error: bool = False
     backoff_seconds: float = DEFAULT_BACKOFF_SECONDS
@@ -24,7 +32,9 @@ class RetryPolicy:
 
     def retryable(self, error: BaseException) -> bool:
         """True when a run that raised `error` should run again, if its row has attempts left."""
-        return self.retry_on_error and not isinstance(error, _PERMANENT)
+        if isinstance(error, _PERMANENT):
+            return False
+        return self.retry_on_error or isinstance(error, _TRANSIENT)
 
     def retries(self, error: BaseException, attempt: int, max_attempts: int) -> bool:
         """True when a run that raised `error` on `attempt` of `max_attempts` should run again."""
