@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, cast
 
 import psycopg
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+)
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.db.migrations import MIGRATION_LOCK_KEY
 from lg_deploy.db.pool import open_pool, while_unreachable
 from lg_deploy.db.queries import query
-from lg_deploy.errors import ConfigError
+from lg_deploy.errors import ConfigError, StaleAttempt
+from lg_deploy.graphs import FENCE_KEY
 
 CHECKPOINT_POOL_MAX_SIZE = 4
 CHECKPOINT_SCHEMA = "lg_deploy"
@@ -41,11 +49,57 @@ async def postgres_checkpointer(conninfo: str) -> AsyncIterator[BaseCheckpointSa
         connection_kwargs={"row_factory": dict_row, **search_path},
     )
     try:
-        saver = AsyncPostgresSaver(pool)
+        saver = FencedPostgresSaver(pool)
         await while_unreachable(lambda: _setup_once(conninfo, saver), "checkpointer setup")
         yield saver
     finally:
         await pool.close()
+
+
+class FencedPostgresSaver(AsyncPostgresSaver):
+    """LangGraph's Postgres saver, refusing a run's checkpoint writes once its attempt no longer
+    holds the run (StaleAttempt), as outcomes are fenced.
+
+    A worker paused past its lease (a stopped process, a stalled host) goes on with its graph
+    when it wakes, until its next lease beat tells it to stop; meanwhile another attempt may
+    have finished the run, and the thread's next run begun: a step it saved then would become
+    the thread's latest checkpoint. Each write of a run that names its attempt (FENCE_KEY in
+    its configurable) first checks the run's row; a write already sent when the lease passes is
+    not undone, so the window is one statement, not a lease beat.
+    """
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Save a checkpoint, unless its attempt was taken over."""
+        await self._check_fence(config)
+        return await super().aput(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Save a task's writes, unless its attempt was taken over."""
+        await self._check_fence(config)
+        await super().aput_writes(config, writes, task_id, task_path)
+
+    async def _check_fence(self, config: RunnableConfig) -> None:
+        fence = config.get("configurable", {}).get(FENCE_KEY)
+        if fence is None:
+            return
+        pool = cast(AsyncConnectionPool[Any], self.conn)  # postgres_checkpointer gives a pool
+        async with pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(query("attempt_holds_run"), fence)
+            row = await cur.fetchone()
+        if not (row and row[0]):
+            raise StaleAttempt(fence["execution_id"], fence["attempt"])
 
 
 async def _search_path_kwargs(conninfo: str) -> dict[str, Any]:

@@ -71,6 +71,17 @@ class ThreadNotFound(LgDeployError):
         self.thread_id = thread_id
 
 
+class StaleAttempt(LgDeployError):
+    """An attempt whose run another attempt has taken over wrote a checkpoint: refused."""
+
+    def __init__(self, execution_id: str, attempt: int) -> None:
+        super().__init__(
+            f"attempt {attempt} of execution {execution_id} no longer holds it (its lease"
+            " passed to another attempt): its checkpoint writes are refused"
+        )
+        self.execution_id = execution_id
+
+
 class ThreadBusy(LgDeployError):
     """The thread has a run in flight and the new run asked to be refused then."""
 

@@ -26,7 +26,10 @@ from langgraph.types import Command, Send
 from lg_deploy.db import jsonb
 from lg_deploy.errors import GraphLoadError, GraphOutputError, UnknownGraph
 
-INTERRUPT_KEY = "__interrupt__"  # where LangGraph's output lists the interrupts it stopped at
+INTERRUPT_KEY = "__interrupt__"
+# The configurable key naming the attempt a run's checkpoint writes belong to (lg_deploy
+# .checkpoints.FencedPostgresSaver checks it); "__" keeps it out of checkpoint metadata.
+FENCE_KEY = "__lg_deploy_attempt"  # where LangGraph's output lists the interrupts it stopped at
 DEFAULT_GRAPHS: dict[str, str] = {
     "echo": "lg_deploy.examples.echo:graph",
     "sleep": "lg_deploy.examples.sleep:graph",
@@ -62,6 +65,8 @@ class GraphRun:
     context: dict[str, Any] = field(default_factory=dict)
     interrupt_before: list[str] | None = None
     interrupt_after: list[str] | None = None
+    attempt: int = 0  # with worker_id: the attempt whose checkpoint writes are fenced
+    worker_id: str | None = None
 
     @property
     def checkpointed(self) -> bool:
@@ -260,6 +265,9 @@ def _run_config(run: GraphRun) -> dict[str, Any]:
     its checkpoints say which run wrote them)."""
     config = dict(run.config)
     config["configurable"] = {**config.get("configurable", {}), "thread_id": run.thread_id}
+    if run.worker_id is not None:  # the saver refuses its writes once another attempt holds it
+        fence = {"execution_id": run.run_id, "attempt": run.attempt, "worker_id": run.worker_id}
+        config["configurable"][FENCE_KEY] = fence
     config["metadata"] = {
         **config.get("metadata", {}),
         "run_id": run.run_id,

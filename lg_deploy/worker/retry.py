@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 import psycopg
 
-from lg_deploy.errors import GraphOutputError, UnknownGraph
+from lg_deploy.errors import GraphOutputError, StaleAttempt, UnknownGraph
 from lg_deploy.settings import DEFAULT_BACKOFF_MAX_SECONDS, DEFAULT_BACKOFF_SECONDS
 
 _RANDOM = random.Random()  # noqa: S311  # jitter, not cryptography  # nosec B311
 
 # Failures that would fail again the same way: never retried.
-_PERMANENT: tuple[type[BaseException], ...] = (UnknownGraph, GraphOutputError)
+_PERMANENT: tuple[type[BaseException], ...] = (UnknownGraph, GraphOutputError, StaleAttempt)
 # Failures of the database under a graph, not of the graph: a run on a thread saves its steps as
 # it goes, so a PostgreSQL restart or a terminated backend surfaces in the graph as a lost
 # connection (psycopg's OperationalError: also a pool timeout, a deadlock, a cancelled query).

@@ -49,6 +49,8 @@ def graph_run_of(state: ExecutionState) -> GraphRun:
         context=state.context,
         interrupt_before=state.interrupt_before,
         interrupt_after=state.interrupt_after,
+        attempt=state.attempts,
+        worker_id=state.worker_id,
     )
 
 

@@ -2,6 +2,15 @@
 -- The first schema of this connection's search path, unquoted (LangGraph's saver needs lg_deploy).
 SELECT trim(both ' "' FROM split_part(current_setting('search_path'), ',', 1));
 
+-- name: attempt_holds_run
+-- Whether this attempt by this worker still holds the run (RUNNING, not taken over): the fence
+-- of its checkpoint writes.
+SELECT EXISTS (
+    SELECT 1 FROM lg_deploy.executions
+    WHERE execution_id = %(execution_id)s AND status = 'RUNNING'
+      AND worker_id = %(worker_id)s AND attempts = %(attempt)s
+);
+
 -- name: copy_thread_checkpoints
 -- Give thread `target` a copy of every checkpoint, blob and write of thread `source` (the
 -- thread_id a checkpoint's metadata names becomes the target's).
