@@ -18,19 +18,22 @@ from lg_deploy.graphs import CompiledGraph, to_json_object
 
 async def drawing(graph: CompiledGraph, xray: bool | int) -> dict[str, Any]:
     """The graph's nodes and edges as JSON (LangGraph's `get_graph(xray=...).to_json()`);
-    NotImplementedError for a graph that cannot be drawn, GraphOutputError for one whose drawing
-    is not JSON."""
-    drawn = await cast(Any, graph).aget_graph(xray=xray)
+    NotImplementedError for a graph that cannot be drawn (LangGraph raises it; a look-alike
+    with only `ainvoke` has no drawing), GraphOutputError for one whose drawing is not JSON."""
+    draw = getattr(graph, "aget_graph", None)
+    if draw is None:
+        raise NotImplementedError(f"{type(graph).__name__} has no aget_graph")
+    drawn = await draw(xray=xray)
     return to_json_object(drawn.to_json())
 
 
 def schemas(graph: CompiledGraph) -> dict[str, Any]:
     """The JSON schemas of the graph's input, output, state, config and context (None: none)."""
-    pregel = cast(Any, graph)
-    context = _schema(pregel.get_context_jsonschema)
+    pregel = cast(Any, graph)  # a look-alike lacks these: its schemas are None
+    context = _schema(lambda: pregel.get_context_jsonschema())
     return {
-        "input_schema": _schema(pregel.get_input_jsonschema),
-        "output_schema": _schema(pregel.get_output_jsonschema),
+        "input_schema": _schema(lambda: pregel.get_input_jsonschema()),
+        "output_schema": _schema(lambda: pregel.get_output_jsonschema()),
         "state_schema": _schema(lambda: _state_schema(pregel)),
         "config_schema": context,
         "context_schema": context,
@@ -41,8 +44,11 @@ async def subgraph_schemas(
     graph: CompiledGraph, namespace: str | None, recurse: bool
 ) -> dict[str, dict[str, Any]]:
     """The schemas of the graph's subgraphs by namespace (only `namespace`'s when given;
-    theirs too when `recurse`)."""
-    found = cast(Any, graph).aget_subgraphs(namespace=namespace, recurse=recurse)
+    theirs too when `recurse`; none for a look-alike graph)."""
+    subgraphs = getattr(graph, "aget_subgraphs", None)
+    if subgraphs is None:
+        return {}
+    found = subgraphs(namespace=namespace, recurse=recurse)
     return {name: schemas(subgraph) async for name, subgraph in found}
 
 

@@ -32,7 +32,7 @@ from lg_deploy.http.langgraph_assistant_bodies import (
     LatestVersion,
     VersionSearch,
 )
-from lg_deploy.http.requests import body_as, flag_param, runtime_of
+from lg_deploy.http.requests import body_as, flag_param, page_response, runtime_of
 from lg_deploy.runtime import Runtime
 from lg_deploy.threads.models import ThreadQuery
 
@@ -169,12 +169,8 @@ async def search_assistants(request: Request) -> Response:
         offset=body.offset,
     )
     catalog = catalog_of(runtime_of(request))
-    found = await catalog.search(query)
-    total = await catalog.count(query)
-    headers = {"X-Pagination-Total": str(total)}
-    if body.offset + len(found) < total:
-        headers["X-Pagination-Next"] = str(body.offset + len(found))
-    return JSONResponse([shown(a, body.select) for a in found], headers=headers)
+    found = [shown(a, body.select) for a in await catalog.search(query)]
+    return page_response(found, body.offset, await catalog.count(query))
 
 
 async def count_assistants(request: Request) -> Response:

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from lg_deploy.http.errors import ApiError
 from lg_deploy.http.langgraph_run_body import NOT_SUPPORTED
-from lg_deploy.http.requests import body_as, runtime_of
+from lg_deploy.http.requests import body_as, page_response, runtime_of
 from lg_deploy.http.schemas import check_storable, json_number
 from lg_deploy.models import ExecutionStatus
 from lg_deploy.threads.models import SortKey, Thread, ThreadQuery, ThreadStatus
@@ -204,12 +204,8 @@ async def search_threads(request: Request) -> Response:
         offset=body.offset,
     )
     threads = runtime_of(request).threads
-    found = await threads.search(query)
-    total = await threads.count(query)
-    headers = {"X-Pagination-Total": str(total)}
-    if body.offset + len(found) < total:
-        headers["X-Pagination-Next"] = str(body.offset + len(found))
-    return JSONResponse([thread_of(t, body.select) for t in found], headers=headers)
+    found = [thread_of(t, body.select) for t in await threads.search(query)]
+    return page_response(found, body.offset, await threads.count(query))
 
 
 async def count_threads(request: Request) -> Response:

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from lg_deploy.http.errors import ApiError
 from lg_deploy.runtime import Runtime
@@ -60,6 +61,14 @@ def flag_param(request: Request, name: str) -> bool:
     if text not in ("true", "1", "false", "0"):
         raise ApiError(422, f"{name} must be true or false, not {text[:64]!r}")
     return text in ("true", "1")
+
+
+def page_response(items: list[Any], offset: int, total: int) -> JSONResponse:
+    """One page of a search, with X-Pagination-Total (and X-Pagination-Next while more remain)."""
+    headers = {"X-Pagination-Total": str(total)}
+    if offset + len(items) < total:
+        headers["X-Pagination-Next"] = str(offset + len(items))
+    return JSONResponse(items, headers=headers)
 
 
 def _refuse_constant(name: str) -> Any:

@@ -341,12 +341,12 @@ class InMemoryExecutionStore:
         async with self._lock:
             return self._cancel(execution_id, action)
 
-    async def cancel_thread_runs(self, thread_id: str, action: CancelAction) -> list[str]:
-        """Cancel a thread's runs in flight, as cancel_thread_runs does; those still RUNNING."""
+    async def cancel_thread_runs(self, thread_id: str, action: CancelAction) -> None:
+        """Cancel a thread's runs in flight, as request_cancel does given a thread."""
         async with self._lock:
-            in_flight = [row for row in self.runs_of_thread(thread_id) if not row.is_final]
-            cancelled = [self._cancel(row.execution_id, action) for row in in_flight]
-            return [row.execution_id for row in cancelled if row.status == ExecutionStatus.RUNNING]
+            for row in self.runs_of_thread(thread_id):
+                if not row.is_final:
+                    self._cancel(row.execution_id, action)
 
     def _cancel(self, execution_id: str, action: CancelAction) -> ExecutionState:
         """request_cancel with the lock held."""

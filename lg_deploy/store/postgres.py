@@ -315,7 +315,7 @@ class PostgresExecutionStore:
         self, execution_id: str, action: CancelAction = "interrupt"
     ) -> ExecutionState:
         """QUEUED: FAILED "cancelled" now; RUNNING: marked, and its worker told by NOTIFY."""
-        params = {"execution_id": execution_id, "action": action}
+        params = {"execution_id": execution_id, "thread_id": None, "action": action}
         row = await self._fetch_one(query("request_cancel"), params)
         if row is not None:
             return row_to_state(row)

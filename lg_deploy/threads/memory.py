@@ -7,32 +7,19 @@ from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
 
+from lg_deploy.db.jsonb import contains
 from lg_deploy.errors import ThreadBusy, ThreadNotFound
+from lg_deploy.graphs import INTERRUPT_KEY
 from lg_deploy.models import ExecutionState, ExecutionStatus, utcnow
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.threads.checkpoints import copy_thread, forget_run
 from lg_deploy.threads.models import RunAdmission, Thread, ThreadQuery, ThreadStatus
 
-INTERRUPT_KEY = "__interrupt__"
-
-
-def _contains(stored: Any, wanted: Any) -> bool:
-    """PostgreSQL's jsonb `@>` on objects: every wanted key present with a contained value."""
-    if isinstance(wanted, dict):
-        return isinstance(stored, dict) and all(
-            key in stored and _contains(stored[key], value) for key, value in wanted.items()
-        )
-    if isinstance(wanted, list):
-        return isinstance(stored, list) and all(
-            any(_contains(item, value) for item in stored) for value in wanted
-        )
-    return bool(stored == wanted)
-
 
 def _matches(thread: Thread, query: ThreadQuery) -> bool:
     return (
-        _contains(thread.metadata, query.metadata)
-        and (query.values is None or _contains(thread.values, query.values))
+        contains(thread.metadata, query.metadata)
+        and (query.values is None or contains(thread.values, query.values))
         and (query.status is None or thread.status == query.status)
         and (query.ids is None or thread.thread_id in {str(uuid.UUID(i)) for i in query.ids})
     )

@@ -132,8 +132,12 @@ class PostgresThreadStore:
                 if await cur.fetchall():
                     raise ThreadBusy(thread_id)
             if admission.cancel_in_flight is not None:
-                params = {"thread_id": thread_id, "action": admission.cancel_in_flight}
-                await cur.execute(query("cancel_thread_runs"), params)
+                params = {
+                    "execution_id": None,
+                    "thread_id": thread_id,
+                    "action": admission.cancel_in_flight,
+                }
+                await cur.execute(query("request_cancel"), params)
             labels = {
                 "thread_id": thread_id,
                 "graph_id": state.graph_id,

@@ -199,27 +199,19 @@ WHERE e.execution_id = expired.execution_id
 RETURNING e.execution_id, e.status;
 
 -- name: request_cancel
--- Cancel: a QUEUED execution becomes FAILED "cancelled" at once; a RUNNING one is marked so
--- the worker running it stops it. `action` interrupt or rollback (which, once asked, stays: the
--- run is then forgotten as it ends, sql/migrations/0010). No row back: unknown or final.
+-- Cancel one execution (`execution_id`), or every run in flight on a thread (`thread_id`; the
+-- caller holds the thread's admission lock, so none is added meanwhile): a QUEUED one becomes
+-- FAILED "cancelled" at once; a RUNNING one is marked so the worker running it stops it.
+-- `action` interrupt or rollback (which, once asked, stays: the run is then forgotten as it
+-- ends, sql/migrations/0010). No row back: unknown, or final.
 UPDATE lg_deploy.executions
 SET status = CASE WHEN status = 'QUEUED' THEN 'FAILED' ELSE status END,
     error = CASE WHEN status = 'QUEUED' THEN 'cancelled' ELSE error END,
     cancel_requested_at = COALESCE(cancel_requested_at, now()),
     cancel_action = CASE WHEN cancel_action = 'rollback' THEN cancel_action ELSE %(action)s END
-WHERE execution_id = %(execution_id)s AND status IN ('QUEUED', 'RUNNING')
+WHERE (execution_id = %(execution_id)s OR thread_id = %(thread_id)s)
+  AND status IN ('QUEUED', 'RUNNING')
 RETURNING *;
-
--- name: cancel_thread_runs
--- Cancel every run in flight on a thread as request_cancel does (the caller holds the thread's
--- row lock, so none is added meanwhile); the ids of those still RUNNING, for their workers.
-UPDATE lg_deploy.executions
-SET status = CASE WHEN status = 'QUEUED' THEN 'FAILED' ELSE status END,
-    error = CASE WHEN status = 'QUEUED' THEN 'cancelled' ELSE error END,
-    cancel_requested_at = COALESCE(cancel_requested_at, now()),
-    cancel_action = CASE WHEN cancel_action = 'rollback' THEN cancel_action ELSE %(action)s END
-WHERE thread_id = %(thread_id)s AND status IN ('QUEUED', 'RUNNING')
-RETURNING execution_id::text, status;
 
 -- name: count_prunable
 -- How many finished executions are older than the cut-off.

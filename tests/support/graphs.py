@@ -148,8 +148,10 @@ THREAD_API_KEY = "thread-runs-key"
 
 @pytest.fixture
 def thread_server(worker_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """A running `lg-deploy serve` with THREAD_GRAPHS, keyed THREAD_API_KEY; yields its URL."""
-    env = thread_graphs_env({**worker_env, "LG_DEPLOY_API_KEY": THREAD_API_KEY}, tmp_path)
+    """A running `lg-deploy serve` with ASSISTANT_GRAPHS (the thread graphs and one with
+    subgraphs), keyed THREAD_API_KEY; yields its URL."""
+    keyed = {**worker_env, "LG_DEPLOY_API_KEY": THREAD_API_KEY}
+    env = thread_graphs_env(keyed, tmp_path, ASSISTANT_GRAPHS)
     with running_server(env, tmp_path) as started:
         yield started.url
 
