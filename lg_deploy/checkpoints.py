@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
@@ -33,6 +34,18 @@ SEARCH_PATH_OPTION = f"-c search_path={CHECKPOINT_SCHEMA}"
 REFUSED_OPTIONS = "unsupported startup parameter"
 SETUP_LOCK_KEY = MIGRATION_LOCK_KEY - 1
 SETUP_POLL_SECONDS = 0.1
+# Each collision is a step another process took, so there can be no more than the saver has.
+SETUP_COLLISIONS = len(AsyncPostgresSaver.MIGRATIONS)
+
+# What a setup running beside another one's DDL raises: catalog rows it just created, a deadlock.
+_COLLISIONS = (
+    psycopg.errors.UniqueViolation,
+    psycopg.errors.DuplicateObject,
+    psycopg.errors.DuplicateTable,
+    psycopg.errors.DeadlockDetected,
+)
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
@@ -133,24 +146,35 @@ async def _search_path_kwargs(conninfo: str) -> dict[str, Any]:
 
 
 async def _setup_once(conninfo: str, saver: AsyncPostgresSaver) -> None:
-    """Run the saver's setup in one process at a time.
+    """Run the saver's setup in one process at a time, and tolerate two at once behind PgBouncer.
 
     A polled try-lock, not a blocking lock: setup runs CREATE INDEX CONCURRENTLY, which waits
-    for other sessions' statements, so a process blocked on the lock would deadlock with it.
+    for other sessions' snapshots, so a process blocked on the lock would deadlock with it (and
+    a lock held by an open transaction would too). Behind PgBouncer in transaction mode a
+    session lock is taken on whichever server connection serves the statement, where another
+    client's try can find it held by "itself": so each poll first checks whether the tables are
+    already current, and a setup that collides with another one (a duplicate migration row, a
+    catalog row the other just created, a deadlock between their DDL) starts over from that check.
     """
-    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-        if await _is_current(conn):  # nothing to create: a role without DDL rights can start
-            return
-        while True:
+    collisions = 0
+    async with await psycopg.AsyncConnection.connect(
+        conninfo, autocommit=True, prepare_threshold=None
+    ) as conn:
+        while not await _is_current(conn):  # current: a role without DDL rights can start
             cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_LOCK_KEY,))
             row = await cursor.fetchone()
-            if row and row[0]:
-                break
-            await asyncio.sleep(SETUP_POLL_SECONDS)
-        try:
-            await saver.setup()
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))
+            if not (row and row[0]):
+                await asyncio.sleep(SETUP_POLL_SECONDS)
+                continue
+            try:
+                await saver.setup()
+            except _COLLISIONS:
+                collisions += 1
+                if collisions >= SETUP_COLLISIONS:
+                    raise
+                logger.info("checkpointer setup ran beside another process's; checking again")
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))
 
 
 async def tables_exist(conn: psycopg.AsyncConnection[Any]) -> bool:

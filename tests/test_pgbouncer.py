@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pwd
@@ -19,11 +20,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from lg_deploy.checkpoints import postgres_checkpointer
 from lg_deploy.db.listener import LISTENER_APPLICATION_NAME
-from lg_deploy.db.migrations import available_migrations
+from lg_deploy.db.migrations import available_migrations, migrate
 from lg_deploy.db.pool import open_pool
 from tests.support.processes import LG_DEPLOY_COMMAND, json_lines
 from tests.support.servers import StartServer, finished, free_port
@@ -320,3 +323,23 @@ async def test_prepared_statements_break_behind_transaction_pooling_unless_disab
     await run_repeated_queries(prepared_statements=False)
     with pytest.raises(psycopg.errors.DuplicatePreparedStatement):
         await run_repeated_queries(prepared_statements=True)
+
+
+@pytest.mark.req("OPS-PGBOUNCER")
+async def test_checkpointer_setup_runs_once_when_several_processes_start_behind_pgbouncer(
+    start_pgbouncer: StartBouncer, empty_database: tuple[str, SqlConn], db_url: str
+) -> None:
+    """Four checkpointers open at once through two pooled server connections: the setup lock
+    is not shared by clients that PgBouncer serves on the same server session, so none fails
+    on a duplicate checkpoint migration and the tables end current."""
+    dbname, direct = empty_database
+    await migrate(make_conninfo(db_url, dbname=dbname))  # schema lg_deploy, as a start does
+    bouncer = start_pgbouncer(pool_size=2)
+
+    async def open_one() -> None:
+        async with postgres_checkpointer(bouncer.url(dbname)):
+            pass
+
+    await asyncio.wait_for(asyncio.gather(*(open_one() for _ in range(4))), START_SECONDS)
+    row = direct.execute("SELECT max(v) FROM lg_deploy.checkpoint_migrations").fetchone()
+    assert row == (len(AsyncPostgresSaver.MIGRATIONS) - 1,)
