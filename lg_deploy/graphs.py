@@ -25,6 +25,9 @@ from langgraph.types import Command, Send
 
 from lg_deploy.db import jsonb
 from lg_deploy.errors import GraphLoadError, GraphOutputError, UnknownGraph
+from lg_deploy.models import StreamMode
+from lg_deploy.streams.produce import Streaming, invoke
+from lg_deploy.streams.sink import EventSink
 
 INTERRUPT_KEY = "__interrupt__"
 # The configurable key naming the attempt a run's checkpoint writes belong to (lg_deploy
@@ -67,6 +70,9 @@ class GraphRun:
     interrupt_after: list[str] | None = None
     attempt: int = 0  # with worker_id: the attempt whose checkpoint writes are fenced
     worker_id: str | None = None
+    stream_mode: tuple[StreamMode, ...] = ()
+    stream_subgraphs: bool = False
+    stream: EventSink | None = field(default=None, compare=False)  # where the stream goes
 
     @property
     def checkpointed(self) -> bool:
@@ -162,7 +168,12 @@ class GraphRegistry:
             self._graphs[graph_id] = self._with_checkpointer(_as_graph(spec, value))
 
     async def run(
-        self, graph_id: str, input: dict[str, Any], *, thread_id: str | None = None
+        self,
+        graph_id: str,
+        input: dict[str, Any],
+        *,
+        thread_id: str | None = None,
+        stream: Streaming | None = None,
     ) -> dict[str, Any]:
         """Run graph `graph_id` on `input` as thread `thread_id`; output as a jsonb-ready object.
 
@@ -172,14 +183,14 @@ class GraphRegistry:
         graph = await self.get(graph_id)
         config = {"configurable": {"thread_id": thread_id}} if thread_id else None
         if self._checkpointer is None or config is None:
-            return to_json_object(await graph.ainvoke(input, config=config))
+            return to_json_object(await invoke(graph, input, config, stream))
         snapshot = await cast(Any, graph).aget_state(config)
         if _unfinished(snapshot):
-            result = await graph.ainvoke(None, config=config, durability="sync")
+            result = await invoke(graph, None, config, stream, durability="sync")
         elif snapshot.created_at is not None:  # finished before its outcome could be stored
             result = snapshot.values
         else:
-            result = await graph.ainvoke(input, config=config, durability="sync")
+            result = await invoke(graph, input, config, stream, durability="sync")
         return to_json_object(result)
 
     async def execute(self, run: GraphRun) -> GraphOutcome:
@@ -188,8 +199,11 @@ class GraphRegistry:
         A run already begun (its own checkpoint is the thread's latest: a retry, a crash) goes
         on from there; else it starts from `command` or `input` (None: from the last checkpoint).
         """
+        stream = Streaming.build(run.stream, run.stream_mode, run.stream_subgraphs)
         if not run.checkpointed:
-            output = await self.run(run.graph_id, run.input or {}, thread_id=run.thread_id)
+            output = await self.run(
+                run.graph_id, run.input or {}, thread_id=run.thread_id, stream=stream
+            )
             interrupts = None
             if INTERRUPT_KEY in output and self._checkpointer is not None:
                 graph = await self.get(run.graph_id)
@@ -201,13 +215,15 @@ class GraphRegistry:
         config = _run_config(run)
         if (latest.metadata or {}).get("run_id") == run.run_id:  # this run began before
             if _unfinished(latest):
-                result = await graph.ainvoke(None, config=config, durability="sync")
+                result = await invoke(graph, None, config, stream, durability="sync")
             else:
                 result = latest.values
         else:
-            result = await graph.ainvoke(
+            result = await invoke(
+                graph,
                 _graph_input(run),
-                config=config,
+                config,
+                stream,
                 durability="sync",
                 context=run.context or None,
                 interrupt_before=_nodes(run.interrupt_before),

@@ -33,6 +33,18 @@ class ExecutionStatus(StrEnum):
 # How a cancel stops a run: it ends FAILED "cancelled" (interrupt), or is then forgotten with
 # the checkpoints it wrote (rollback, sql/migrations/0010).
 CancelAction = Literal["interrupt", "rollback"]
+# The platform's stream modes (executions_stream_mode_known in SQL says the same).
+StreamMode = Literal[
+    "values",
+    "updates",
+    "messages",
+    "messages-tuple",
+    "custom",
+    "debug",
+    "tasks",
+    "checkpoints",
+    "events",
+]
 ROLLBACK: CancelAction = "rollback"
 
 FINAL_STATUSES: frozenset[ExecutionStatus] = frozenset(
@@ -137,6 +149,11 @@ class ExecutionState(BaseModel):
     assistant_id: str | None = Field(
         default=None, description="the stored assistant it was created with; null: its graph's"
     )
+    stream_mode: list[StreamMode] | None = Field(
+        default=None, description="stream modes recorded in run_events; null: none"
+    )
+    stream_subgraphs: bool = Field(default=False, description="record subgraphs' events too")
+    stream_resumable: bool = Field(default=False, description="its events carry SSE ids")
 
     @field_validator("execution_id", "thread_id", "assistant_id")
     @classmethod

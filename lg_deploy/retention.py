@@ -1,4 +1,4 @@
-"""Retention: delete finished executions (and their history and checkpoints) in small batches."""
+"""Retention: delete finished executions (their history, checkpoints) and old stream events."""
 
 from __future__ import annotations
 
@@ -69,19 +69,48 @@ async def _batches(
         await asyncio.sleep(0)  # let other work use the pool between batches
 
 
+async def prune_stream_events(
+    pool: AsyncConnectionPool[Any],
+    older_than_seconds: float,
+    *,
+    batch_size: int = PRUNE_BATCH_SIZE,
+) -> int:
+    """Delete the stream events of runs final for longer than the cut-off, batch by batch."""
+    params = {"older_than_seconds": older_than_seconds, "batch_size": batch_size}
+    deleted = 0
+    while True:
+        async with pool.connection() as conn:
+            cursor = await conn.execute(query("prune_run_events"), params)
+        count: int = cursor.rowcount
+        deleted += count
+        if count < batch_size:
+            return deleted
+        await asyncio.sleep(0)
+
+
 @contextlib.asynccontextmanager
 async def retention_loop(
-    pool: AsyncConnectionPool[Any], retention_seconds: float | None, interval_seconds: float
+    pool: AsyncConnectionPool[Any],
+    retention_seconds: float | None,
+    interval_seconds: float,
+    *,
+    stream_events_seconds: float | None = None,
 ) -> AsyncIterator[None]:
-    """While the block runs, prune executions older than `retention_seconds` every interval."""
-    if retention_seconds is None:
+    """While the block runs, every interval: prune executions older than `retention_seconds`,
+    and the stream events of runs final for longer than `stream_events_seconds`."""
+    if retention_seconds is None and stream_events_seconds is None:
         yield
         return
 
     async def run() -> None:
         while True:
             try:
-                if (deleted := await prune(pool, retention_seconds)) > 0:
+                if stream_events_seconds is not None:
+                    events = await prune_stream_events(pool, stream_events_seconds)
+                    if events > 0:
+                        logger.info("retention deleted %d stream events", events)
+                deleted = await prune(pool, retention_seconds) if retention_seconds else 0
+                if deleted > 0:
                     logger.info("retention deleted %d finished executions", deleted)
             except Exception as error:
                 logger.warning("retention failed (%s); will retry", error)

@@ -21,7 +21,13 @@ from lg_deploy.assistants.postgres import PostgresAssistantStore
 from lg_deploy.assistants.protocol import AssistantStore
 from lg_deploy.checkpoints import memory_checkpointer, postgres_checkpointer
 from lg_deploy.db.embedded import start_embedded
-from lg_deploy.db.listener import CANCEL_CHANNEL, CHANNELS, FINISHED_CHANNEL, Listener
+from lg_deploy.db.listener import (
+    CANCEL_CHANNEL,
+    CHANNELS,
+    EVENTS_CHANNEL,
+    FINISHED_CHANNEL,
+    Listener,
+)
 from lg_deploy.db.migrations import migrate
 from lg_deploy.db.pool import open_pool
 from lg_deploy.fleet import Fleet
@@ -37,6 +43,10 @@ from lg_deploy.settings import Settings
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.store.postgres import PostgresExecutionStore, renew_leases_blocking
 from lg_deploy.store.protocol import ExecutionStore
+from lg_deploy.streams.hub import StreamHub
+from lg_deploy.streams.memory import InMemoryEventLog
+from lg_deploy.streams.postgres import PostgresEventLog
+from lg_deploy.streams.protocol import EventLog
 from lg_deploy.threads.memory import InMemoryThreadStore
 from lg_deploy.threads.postgres import PostgresThreadStore
 from lg_deploy.threads.protocol import ThreadStore
@@ -61,6 +71,8 @@ class Runtime:
     fleet: Fleet | None = None
     threads: ThreadStore = field(default_factory=InMemoryThreadStore)
     assistants: AssistantStore = field(default_factory=InMemoryAssistantStore)
+    events: EventLog | None = None
+    hub: StreamHub = field(default_factory=StreamHub)
 
     def announce(self) -> None:
         """An execution was just stored as QUEUED: this process's claimer claims now.
@@ -147,7 +159,9 @@ async def open_runtime(
         async with contextlib.AsyncExitStack() as async_stack:
             saver = await _open_checkpointer(async_stack, conninfo, settings)
             registry = graphs or build_registry(settings, checkpointer=saver)
-            channels = CHANNELS if finish_notices else _without(CHANNELS, FINISHED_CHANNEL)
+            channels: tuple[str, ...] = CHANNELS
+            if not finish_notices:  # a worker alone waits for no run and streams to nobody
+                channels = _without(_without(CHANNELS, FINISHED_CHANNEL), EVENTS_CHANNEL)
             async with _postgres_runtime(
                 settings, registry, conninfo, metrics, channels
             ) as runtime:
@@ -186,11 +200,13 @@ async def runtime_over(
     """A runtime over a given memory store (the memory backend, tests' fakes), worker running."""
     registry = graphs or build_registry(settings)
     claimer = MemoryClaimer(store, worker_id=make_worker_id(), lease_seconds=settings.lease_seconds)
-    worker = make_worker(settings, store, claimer, registry, metrics)
+    hub = StreamHub()
+    events = InMemoryEventLog(store, hub.notify)
+    worker = make_worker(settings, store, claimer, registry, metrics, events=events)
     async with _running(worker, settings, metrics):
         saver = registry.thread_saver
         threads = InMemoryThreadStore(store, saver if isinstance(saver, InMemorySaver) else None)
-        yield Runtime(settings, store, registry, worker, threads=threads)
+        yield Runtime(settings, store, registry, worker, threads=threads, events=events, hub=hub)
 
 
 @contextlib.asynccontextmanager
@@ -219,6 +235,7 @@ async def _postgres_runtime(
         lease_seconds=settings.lease_seconds,
         listener=listener,
     )
+    events = PostgresEventLog(pool)
     worker = make_worker(
         settings,
         store,
@@ -226,12 +243,17 @@ async def _postgres_runtime(
         registry,
         metrics,
         blocking_renewal=functools.partial(renew_leases_blocking, conninfo),
+        events=events,
     )
+    hub = StreamHub(listener)
     if listener is not None:
         # Only a hint (anyone may NOTIFY): the worker asks the database which runs to stop.
         listener.subscribe(CANCEL_CHANNEL, lambda _payload: worker.check_cancellations())
     retention = retention_loop(
-        pool, settings.retention_seconds, settings.retention_interval_seconds
+        pool,
+        settings.retention_seconds,
+        settings.retention_interval_seconds,
+        stream_events_seconds=settings.stream_events_seconds,
     )
     fleet = Fleet(
         pool,
@@ -245,14 +267,27 @@ async def _postgres_runtime(
         if listener is not None:
             await listener.start()
         try:
-            await fleet.start()
+            if settings.run_graphs:  # an API-only process serves no graph to the fleet
+                await fleet.start()
             async with _running(worker, settings, metrics), retention:
                 yield Runtime(
-                    settings, store, registry, worker, pool, listener, fleet, threads, assistants
+                    settings,
+                    store,
+                    registry,
+                    worker,
+                    pool,
+                    listener,
+                    fleet if settings.run_graphs else None,
+                    threads,
+                    assistants,
+                    events,
+                    hub,
                 )
         finally:
+            hub.close()
             await claimer.close()
-            await fleet.stop()
+            if settings.run_graphs:
+                await fleet.stop()
             if listener is not None:
                 await listener.stop()
     finally:
@@ -271,6 +306,7 @@ def make_worker(
     metrics: Metrics | None = None,
     *,
     blocking_renewal: BlockingRenewal | None = None,
+    events: EventLog | None = None,
 ) -> ExecutionWorker:
     """A worker over `claimer` with every tunable from `settings`."""
     intake = Intake(
@@ -294,6 +330,7 @@ def make_worker(
         ),
         metrics=metrics,
         blocking_renewal=blocking_renewal,
+        events=events,
     )
 
 
@@ -301,7 +338,11 @@ def make_worker(
 async def _running(
     worker: ExecutionWorker, settings: Settings, metrics: Metrics | None
 ) -> AsyncIterator[None]:
-    """The worker running, with the event loop watched while it does."""
+    """The worker running, with the event loop watched while it does (nothing, in a process
+    that runs no graphs: LG_DEPLOY_RUN_GRAPHS=false)."""
+    if not settings.run_graphs:
+        yield
+        return
     watch = LoopWatch(
         running=lambda: worker.graph_running_ids,
         warn_seconds=settings.loop_warn_seconds,

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     pool_max_size: int = Field(default=DEFAULT_POOL_MAX_SIZE, ge=1, le=1000)
     pool_timeout_seconds: float = Field(default=DEFAULT_POOL_TIMEOUT_SECONDS, gt=0, le=600)
     worker_concurrency: int = Field(default=4, ge=1, le=10_000)
+    run_graphs: bool = True  # false: `serve` answers the API and runs no graph (workers do)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     claim_ahead: int = Field(default=32, ge=0, le=10_000)
     claim_hold_seconds: float = Field(default=1.0, gt=0, le=3600)
@@ -71,6 +72,7 @@ class Settings(BaseSettings):
     checkpoints: bool = False
     retention_seconds: float | None = Field(default=None, gt=0)
     retention_interval_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    stream_events_seconds: float = Field(default=3600.0, gt=0, le=31_536_000)
     listen: bool = True
     prepared_statements: bool = True
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=86_400)

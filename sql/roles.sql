@@ -62,7 +62,7 @@ GRANT SELECT ON lg_deploy.executions, lg_deploy.execution_events,
                 lg_deploy.queue_depth, lg_deploy.recent_failures, lg_deploy.slowest_executions,
                 lg_deploy.workers, lg_deploy.served_graphs, lg_deploy.queued_graphs,
                 lg_deploy.unserved_graphs, lg_deploy.live_workers, lg_deploy.threads,
-                lg_deploy.assistants, lg_deploy.assistant_versions
+                lg_deploy.assistants, lg_deploy.assistant_versions, lg_deploy.run_events
     TO lg_deploy_reader;
 
 -- Role settings apply to sessions that log in as this very role; members do NOT inherit them.
@@ -91,7 +91,8 @@ GRANT USAGE ON SCHEMA lg_deploy TO lg_deploy_service;
 GRANT SELECT, DELETE ON lg_deploy.executions TO lg_deploy_service;
 GRANT INSERT (execution_id, graph_id, input, max_attempts, priority, run_at, request_id,
               idempotency_key, timeout_seconds, metadata, thread_id, config, context, command,
-              interrupt_before, interrupt_after, multitask_strategy, assistant_id)
+              interrupt_before, interrupt_after, multitask_strategy, assistant_id, stream_mode,
+              stream_subgraphs, stream_resumable)
     ON lg_deploy.executions TO lg_deploy_service;
 GRANT UPDATE (status, output, error, traceback, attempts, max_attempts, priority, run_at,
               worker_id, lease_expires_at, cancel_requested_at, cancel_action, interrupts)
@@ -111,6 +112,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON lg_deploy.threads TO lg_deploy_service;
 -- the foreign key's cascade, which runs as the table owner).
 GRANT SELECT, INSERT, UPDATE, DELETE ON lg_deploy.assistants TO lg_deploy_service;
 GRANT SELECT, INSERT ON lg_deploy.assistant_versions TO lg_deploy_service;
+-- Workers append what their runs stream; API processes read it back; pruning deletes it.
+GRANT SELECT, DELETE ON lg_deploy.run_events TO lg_deploy_service;
+GRANT INSERT (execution_id, thread_id, attempt, event, data) ON lg_deploy.run_events
+    TO lg_deploy_service;
 
 -- LangGraph's checkpoint tables (runs on a thread, LG_DEPLOY_CHECKPOINTS=true), once the owner
 -- has created them (its first start does).

@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 from langgraph_sdk import get_client, get_sync_client
-from langgraph_sdk.errors import InternalServerError, UnprocessableEntityError
+from langgraph_sdk.errors import UnprocessableEntityError
 
 from lg_deploy.assistants.catalog import assistant_id_of
 from tests.support.servers import running_server
@@ -208,23 +208,19 @@ async def test_sdk_default_calls_and_ignored_keys_still_run(server: str) -> None
         assert ignored == {"d": 3}
 
 
-@pytest.mark.req("SDK-UNSUPPORTED-ROUTES")
-async def test_sdk_thread_streams_and_streaming_get_501_not_supported(server: str) -> None:
-    """client.threads.join_stream() and client.runs.stream(...) fail with a 501 JSON."""
+@pytest.mark.req("STREAM-MODES")
+async def test_sdk_streams_a_thread_less_run_and_joins_a_thread_stream(server: str) -> None:
+    """client.runs.stream(None, ...) sends metadata then the values; join_stream of a thread
+    opens (its first line a heartbeat or an event) instead of a 501."""
     async with get_client(url=server, api_key=API_KEY) as client:
+        parts = [part async for part in client.runs.stream(None, "echo", input={"s": 1})]
+        assert [part.event for part in parts] == ["metadata", "values"]
+        assert parts[-1].data == {"s": 1}
         thread_id = (await client.threads.create())["thread_id"]
-        with pytest.raises(InternalServerError) as thread:
-            async for _ in await client.threads.join_stream(thread_id):
-                pass
-        with pytest.raises(InternalServerError) as stream:
-            async for _ in client.runs.stream(None, "echo", input={"s": 1}):
-                pass
-    for raised, words in [(thread, "thread streams are"), (stream, "streaming is")]:
-        assert raised.value.status_code == 501
-        body = raised.value.response.json()
-        assert body["error"] == "not_supported"
-        assert body["message"] == f"{words} not supported by lg-deploy yet"
-        assert body["request_id"] == raised.value.request_id
+        await client.runs.wait(thread_id, "echo", input={"s": 2})
+        joined = await client.threads.join_stream(thread_id, last_event_id="-1")
+        first = await anext(aiter(joined))
+        assert first.event == "metadata"
 
 
 @pytest.mark.req("SDK-INTERRUPTED", "DUR-CANCEL")

@@ -56,7 +56,7 @@ SDK_DEFAULTS = {
     "/runs/wait": [{"assistant_id": "echo", "input": {"a": 1}}],
 }  # fmt: skip
 
-THREAD_PARTS = "thread streams are"
+THREAD_PARTS = "protocol v2 (thread event streams and commands) is"
 
 
 @pytest.fixture
@@ -98,12 +98,9 @@ def test_every_unsupported_platform_route_answers_501_json_naming_its_feature(
 @pytest.mark.parametrize(
     ("method", "path", "status", "words"),
     [
-        ("GET", "/threads/{id}/stream", 501, THREAD_PARTS),
+        ("POST", "/threads/{id}/stream/events", 501, THREAD_PARTS),
         ("POST", "/threads/{id}/commands", 501, THREAD_PARTS),
         ("PATCH", "/threads/{id}/state", 405, "changing a checkpoint's metadata is"),
-        ("POST", "/runs/stream", 501, "streaming is"),
-        ("GET", "/threads/{id}/runs/{id}/stream", 501, "streaming is"),
-        ("POST", "/threads/{id}/runs/stream", 501, "streaming is"),
         ("POST", "/runs/crons", 501, "crons are"),
         ("PUT", "/store/items", 501, "the store is"),
         ("POST", "/mcp", 501, "MCP is"),

@@ -35,7 +35,8 @@ async def test_a_connection_dropped_during_the_checkpointer_setup_is_tried_again
     async with checkpoints.postgres_checkpointer(db_url) as saver:
         thread = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
         assert await saver.aget_tuple(thread) is None
-    assert checks == ["dropped", "answered"]
+    assert checks[0] == "dropped"
+    assert set(checks[1:]) == {"answered"}, checks
 
 
 @pytest.mark.req("FAULT-OUTAGE", "FAULT-CHAOS")

@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 QUEUED_CHANNEL = "lg_deploy_queued"
 FINISHED_CHANNEL = "lg_deploy_finished"
 CANCEL_CHANNEL = "lg_deploy_cancel"
-CHANNELS = (QUEUED_CHANNEL, FINISHED_CHANNEL, CANCEL_CHANNEL)
+EVENTS_CHANNEL = "lg_deploy_events"  # a run's stream events were recorded (lg_deploy.streams)
+CHANNELS = (QUEUED_CHANNEL, FINISHED_CHANNEL, CANCEL_CHANNEL, EVENTS_CHANNEL)
 # Delivered to every subscriber after a (re)connect: notifications may have been missed.
 RECONNECTED = "*"
 

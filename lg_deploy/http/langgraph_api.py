@@ -30,8 +30,10 @@ from lg_deploy.http.langgraph_run_body import (
     NOT_SUPPORTED,
     RunBody,
     RunCreate,
+    RunStream,
     RunWait,
     ThreadRunCreate,
+    ThreadRunStream,
     ThreadRunWait,
 )
 from lg_deploy.http.langgraph_runs import (
@@ -42,9 +44,16 @@ from lg_deploy.http.langgraph_runs import (
     thread_of,
 )
 from lg_deploy.http.langgraph_state import state_routes
+from lg_deploy.http.langgraph_streams import (
+    last_event_id,
+    mode_filter,
+    run_stream_response,
+    thread_events,
+)
 from lg_deploy.http.langgraph_threads import canonical_thread_id, thread_routes
 from lg_deploy.http.langgraph_unsupported import unsupported_routes
 from lg_deploy.http.requests import body_as, runtime_of
+from lg_deploy.http.sse import MEDIA_TYPE, SSE_HEADERS
 from lg_deploy.http.waiting import FinishWaiter
 from lg_deploy.models import CancelAction, ExecutionState
 from lg_deploy.runtime import Runtime
@@ -117,6 +126,9 @@ async def _new_run(request: Request, body: RunBody, thread_id: str | None) -> Ex
             interrupt_before=body.breakpoints(body.interrupt_before),
             interrupt_after=body.breakpoints(body.interrupt_after),
             multitask_strategy=body.multitask_strategy if thread_id is not None else None,
+            stream_mode=body.stream_modes(),
+            stream_subgraphs=bool(body.stream_subgraphs),
+            stream_resumable=bool(body.stream_resumable),
         )
     except ValidationError as error:
         raise ApiError(422, "run body is invalid", details=validation_details(error)) from None
@@ -134,7 +146,9 @@ async def _create_run(request: Request, model: type[RunBody]) -> tuple[Execution
     return stored, body
 
 
-async def _create_thread_run(request: Request, model: type[RunBody]) -> ExecutionState:
+async def _create_thread_run(
+    request: Request, model: type[RunBody]
+) -> tuple[ExecutionState, RunBody]:
     """A run on the path's thread, by its multitask strategy: `reject` refuses one while a run
     is in flight (409), `interrupt` cancels those first, `rollback` cancels and forgets them,
     `enqueue` (the default) queues it behind them."""
@@ -162,7 +176,7 @@ async def _create_thread_run(request: Request, model: type[RunBody]) -> Executio
     if admission.cancel_in_flight is not None:
         await runtime.stop_cancelled(thread_id)
     runtime.announce()
-    return stored
+    return stored, body
 
 
 def _run_headers(state: ExecutionState) -> dict[str, str]:
@@ -182,7 +196,7 @@ async def create_run(request: Request) -> Response:
 
 async def create_thread_run(request: Request) -> Response:
     """POST /threads/{thread_id}/runs: a background run on the thread; answers the Run."""
-    stored = await _create_thread_run(request, ThreadRunCreate)
+    stored, _ = await _create_thread_run(request, ThreadRunCreate)
     return JSONResponse(run_of(stored), headers=_run_headers(stored))
 
 
@@ -194,7 +208,8 @@ async def wait_run(request: Request) -> Response:
 
 async def wait_thread_run(request: Request) -> Response:
     """POST /threads/{thread_id}/runs/wait: a run on the thread, answered once final."""
-    return _outcome_response(request, await _create_thread_run(request, ThreadRunWait))
+    stored, _ = await _create_thread_run(request, ThreadRunWait)
+    return _outcome_response(request, stored)
 
 
 def _outcome_response(request: Request, state: ExecutionState) -> Response:
@@ -223,6 +238,67 @@ async def _outcome_stream(
             yield json.dumps(outcome_of(state)).encode()
             return
         yield b" "
+
+
+async def stream_run(request: Request) -> Response:
+    """POST /runs/stream: create a run and stream its events from the first."""
+    stored, body = await _create_run(request, RunStream)
+    cancel = body.on_disconnect == "cancel"
+    return run_stream_response(request, stored, after=0, cancel_on_disconnect=cancel)
+
+
+async def stream_thread_run(request: Request) -> Response:
+    """POST /threads/{thread_id}/runs/stream: a run on the thread, streamed from its first event."""
+    stored, body = await _create_thread_run(request, ThreadRunStream)
+    cancel = body.on_disconnect == "cancel"
+    return run_stream_response(request, stored, after=0, cancel_on_disconnect=cancel)
+
+
+async def join_run_stream(request: Request) -> Response:
+    """GET /threads/{thread_id}/runs/{run_id}/stream (and /runs/{run_id}/stream): the run's
+    events after Last-Event-ID (-1: all of them; none: from now on)."""
+    if "thread_id" in request.path_params:
+        state = await _thread_run(request)
+    else:
+        state = await _run_by_id(request.path_params["run_id"], request)
+    after = last_event_id(request)
+    if after is None:
+        log = runtime_of(request).events
+        after = await log.last_run_event(state.execution_id) if log is not None else 0
+    cancel = request.query_params.get("cancel_on_disconnect") in ("1", "true")
+    return run_stream_response(
+        request,
+        state,
+        after=after,
+        keep=mode_filter(request),
+        cancel_on_disconnect=cancel,
+        location=request.url.path,
+    )
+
+
+async def join_thread_stream(request: Request) -> Response:
+    """GET /threads/{thread_id}/stream: every run's events on the thread, from Last-Event-ID
+    (-1: all kept; none: from now on), until the client goes."""
+    thread_id = canonical_thread_id(request.path_params["thread_id"])
+    runtime = runtime_of(request)
+    if await runtime.threads.get(thread_id) is None:
+        raise ApiError(404, f"thread {thread_id} not found")
+    after = last_event_id(request)
+    if after is None:
+        after = await runtime.events.last_thread_event(thread_id) if runtime.events else 0
+    settings: Settings = request.state.settings
+    body = thread_events(runtime, thread_id, after, settings)
+    return StreamingResponse(body, media_type=MEDIA_TYPE, headers=SSE_HEADERS)
+
+
+async def _run_by_id(run_id: str, request: Request) -> ExecutionState:
+    """A run named by its id alone (404 when there is none)."""
+    state = None
+    with contextlib.suppress(ValueError):
+        state = await runtime_of(request).store.get(str(uuid.UUID(run_id)))
+    if state is None:
+        raise ApiError(404, f"run {run_id} not found")
+    return state
 
 
 async def _thread_run(request: Request) -> ExecutionState:
@@ -326,6 +402,11 @@ def langgraph_routes() -> list[BaseRoute]:
         *assistant_graph_routes(),
         Route("/runs", create_run, methods=["POST"]),
         Route("/runs/wait", wait_run, methods=["POST"]),
+        Route("/runs/stream", stream_run, methods=["POST"]),
+        Route("/runs/{run_id}/stream", join_run_stream, methods=["GET"]),
+        Route("/threads/{thread_id}/stream", join_thread_stream, methods=["GET"]),
+        Route(runs + "/stream", stream_thread_run, methods=["POST"]),
+        Route(runs + "/{run_id}/stream", join_run_stream, methods=["GET"]),
         Route(runs, thread_runs, methods=["GET", "POST"]),
         Route(runs + "/wait", wait_thread_run, methods=["POST"]),
         Route(runs + "/{run_id}", one_run, methods=["GET", "DELETE"]),

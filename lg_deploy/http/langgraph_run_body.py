@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from lg_deploy.http.schemas import check_storable, json_number
+from lg_deploy.models import StreamMode
 
 NOT_SUPPORTED = "not_supported"
 NOTHING = None
@@ -121,16 +122,21 @@ class RunBody(BaseModel):
     # Ignored: lg-deploy saves every step when its checkpointer is on, whatever is asked.
     durability: Literal["sync", "async", "exit"] | None = Field(default=None, description="ignored")
     checkpoint_during: StrictBool | None = Field(default=None, description="ignored")
-    # Ignored: no stream of this run can be read (streaming routes are not supported yet).
-    stream_mode: str | list[str] | None = Field(default=None, description="ignored")
-    stream_subgraphs: StrictBool | None = Field(default=None, description="ignored")
-    stream_resumable: StrictBool | None = Field(default=None, description="ignored")
+    stream_mode: StreamMode | list[StreamMode] | None = Field(
+        default=None, description='what the run streams, recorded for any reader; ["values"]'
+    )
+    stream_subgraphs: StrictBool | None = Field(default=None, description="subgraphs' events too")
+    stream_resumable: StrictBool | None = Field(
+        default=None, description="accepted: every run's stream is resumable (ids always sent)"
+    )
     feedback_keys: list[str] | None = Field(default=None, description="ignored")
     # Ignored: no LangSmith tracing; a background run has no client connection to lose (refused
     # on the wait routes, see _ON_DISCONNECT).
     langsmith_tracer: dict[str, Any] | None = Field(default=None, description="ignored")
     strict_resume: StrictBool | None = Field(default=None, description="ignored")
-    on_disconnect: Literal["cancel", "continue"] | None = Field(default=None, description="ignored")
+    on_disconnect: Literal["cancel", "continue"] | None = Field(
+        default=None, description="stream routes: cancel the run when the client goes"
+    )
 
     @field_validator("after_seconds", mode="before")
     @classmethod
@@ -146,6 +152,13 @@ class RunBody(BaseModel):
     def breakpoints(self, which: Breakpoints) -> list[str] | None:
         """Breakpoints as stored: a list of node names, ["*"] for every node."""
         return ["*"] if which == "*" else which
+
+    def stream_modes(self) -> list[StreamMode]:
+        """The modes recorded: those asked for, ["values"] by default (as the platform)."""
+        if self.stream_mode is None:
+            return ["values"]
+        modes = [self.stream_mode] if isinstance(self.stream_mode, str) else self.stream_mode
+        return list(dict.fromkeys(modes)) or ["values"]
 
     def command_json(self) -> dict[str, Any] | None:
         """The command as stored (only the keys given)."""
@@ -195,6 +208,10 @@ REFUSED_WAIT_KEYS: dict[str, Refusal] = {**REFUSED_RUN_KEYS, "on_disconnect": _O
 RunWait = _run_model("RunWait", "Body of POST /runs/wait.", REFUSED_WAIT_KEYS, _NO_COMMAND)
 ThreadRunCreate = _run_model(
     "ThreadRunCreate", "Body of POST /threads/{thread_id}/runs.", REFUSED_THREAD_RUN_KEYS
+)
+RunStream = _run_model("RunStream", "Body of POST /runs/stream.", REFUSED_RUN_KEYS, _NO_COMMAND)
+ThreadRunStream = _run_model(
+    "ThreadRunStream", "Body of POST /threads/{thread_id}/runs/stream.", REFUSED_THREAD_RUN_KEYS
 )
 ThreadRunWait = _run_model(
     "ThreadRunWait",

@@ -75,6 +75,9 @@ def run_of(state: ExecutionState, multitask_strategy: str | None = None) -> dict
         "context": state.context,
         "interrupt_before": state.interrupt_before,
         "interrupt_after": state.interrupt_after,
+        "stream_mode": state.stream_mode,
+        "subgraphs": state.stream_subgraphs,
+        "resumable": state.stream_resumable,
     }
     return Run(
         run_id=state.execution_id,

@@ -20,9 +20,8 @@ from lg_deploy.http.errors import ApiError, error_response
 
 NOT_SUPPORTED = "not_supported"
 FEATURES = {
-    "threads": "thread streams are",
+    "threads": "protocol v2 (thread event streams and commands) is",
     "thread-state-metadata": "changing a checkpoint's metadata is",
-    "streaming": "streaming is",
     "run-batches": "batches of runs are",
     "run-bulk-cancel": "cancelling many runs at once is",
     "crons": "crons are",
@@ -32,17 +31,11 @@ FEATURES = {
     "info": "the server info route is",
 }
 _THREAD = "/threads/{thread_id}"
-_RUN = _THREAD + "/runs/{run_id}"
 # (path, methods, feature): the platform's routes (Agent Server 0.16, both SDKs) not served here.
 UNSUPPORTED_ROUTES: list[tuple[str, tuple[str, ...], str]] = [
     (_THREAD + "/state", ("PATCH",), "thread-state-metadata"),
-    (_THREAD + "/stream", ("GET",), "threads"),
     (_THREAD + "/stream/events", ("POST",), "threads"),
     (_THREAD + "/commands", ("POST",), "threads"),
-    (_THREAD + "/runs/stream", ("POST",), "streaming"),
-    (_RUN + "/stream", ("GET",), "streaming"),
-    ("/runs/stream", ("POST",), "streaming"),
-    ("/runs/{run_id}/stream", ("GET",), "streaming"),
     ("/runs/batch", ("POST",), "run-batches"),
     ("/runs/cancel", ("POST",), "run-bulk-cancel"),
     (_THREAD + "/runs/crons", ("POST",), "crons"),

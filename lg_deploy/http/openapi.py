@@ -29,6 +29,7 @@ from lg_deploy.http.openapi_parts import (
     path_params,
     query_params,
 )
+from lg_deploy.http.openapi_streams import stream_paths
 from lg_deploy.http.openapi_threads import thread_paths
 from lg_deploy.http.schemas import (
     ErrorBody,
@@ -291,5 +292,6 @@ def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
             )
         },
         **thread_paths(components),
+        **stream_paths(components),
         **assistant_paths(components),
     }

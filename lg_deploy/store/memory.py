@@ -47,6 +47,8 @@ class InMemoryExecutionStore:
         # What the threads trigger does: told of each insert or status change of a thread run,
         # with all the runs of its thread (InMemoryThreadStore sets it).
         self.thread_follower: ThreadFollower | None = None
+        # Told of every status change (lg_deploy.streams.memory, as the streams trigger).
+        self.stream_follower: Callable[[ExecutionStatus | None, ExecutionState], None] | None = None
         # What lg_deploy.forget_runs does to the checkpoints of a run rolled back (the runtime
         # sets it over its in-memory checkpointer).
         self.run_forgetter: RunForgetter | None = None
@@ -396,6 +398,8 @@ class InMemoryExecutionStore:
             self._forget(state)
         if state.thread_id is not None and self.thread_follower is not None:
             self.thread_follower(state, self.runs_of_thread(state.thread_id))
+        if self.stream_follower is not None:
+            self.stream_follower(from_status, state)
 
 
 def _rolled_back(from_status: ExecutionStatus | None, state: ExecutionState) -> bool:

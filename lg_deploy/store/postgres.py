@@ -88,6 +88,9 @@ def insert_params(state: ExecutionState, delay_seconds: float) -> dict[str, Any]
         "interrupt_after": state.interrupt_after,
         "multitask_strategy": state.multitask_strategy,
         "assistant_id": state.assistant_id,
+        "stream_mode": state.stream_mode,
+        "stream_subgraphs": state.stream_subgraphs,
+        "stream_resumable": state.stream_resumable,
     }
 
 

@@ -17,6 +17,9 @@ from lg_deploy.logs import bound
 from lg_deploy.metrics import Metrics
 from lg_deploy.models import ExecutionState, ExecutionStatus, Finish, Requeue, utcnow
 from lg_deploy.store.protocol import ExecutionStore
+from lg_deploy.streams.encode import dumps
+from lg_deploy.streams.protocol import METADATA_EVENT, Attempt, EventLog
+from lg_deploy.streams.sink import CLOSE_SECONDS, EventSink
 from lg_deploy.worker.outcomes import OutcomeWriter
 from lg_deploy.worker.retry import RetryPolicy
 
@@ -25,6 +28,7 @@ logger = logging.getLogger(__package__)  # "lg_deploy.worker", as operators filt
 STORE_RETRY_SECONDS = 1.0
 CANCELLED = "cancelled"
 LEASE_LOST = "lease lost"
+STOP_FLUSH_SECONDS = 5.0  # a stopped graph's last events: not worth holding a stop longer
 
 
 class GraphRunner(Protocol):
@@ -36,7 +40,7 @@ class GraphRunner(Protocol):
         ...
 
 
-def graph_run_of(state: ExecutionState) -> GraphRun:
+def graph_run_of(state: ExecutionState, stream: EventSink | None = None) -> GraphRun:
     """What an execution asks of its graph (a thread-less run's thread is its own id)."""
     return GraphRun(
         graph_id=state.graph_id,
@@ -51,7 +55,19 @@ def graph_run_of(state: ExecutionState) -> GraphRun:
         interrupt_after=state.interrupt_after,
         attempt=state.attempts,
         worker_id=state.worker_id,
+        stream_mode=tuple(state.stream_mode or ()),
+        stream_subgraphs=state.stream_subgraphs,
+        stream=stream,
     )
+
+
+def open_stream(state: ExecutionState, context: RunContext) -> EventSink | None:
+    """The sink of a run that streams, its `metadata` event first (each attempt sends one)."""
+    if context.events is None or state.stream_mode is None:
+        return None
+    sink = EventSink(context.events, Attempt(state.execution_id, state.attempts, context.worker_id))
+    sink.emit(METADATA_EVENT, dumps({"run_id": state.execution_id, "attempt": state.attempts}))
+    return sink
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,7 @@ class RunContext:
     execution_timeout_seconds: float | None
     metrics: Metrics | None
     wake_later: Callable[[float], None]  # claim again after this many seconds
+    events: EventLog | None = None  # where runs with stream modes record what they stream
 
 
 class ExecutionRun:
@@ -81,6 +98,7 @@ class ExecutionRun:
         self.context = context
         self.graph_done = asyncio.Event()
         self.stop_reason: str | None = None
+        self.stream: EventSink | None = None
         self.task: asyncio.Task[ExecutionState | None] | None = None
 
     @property
@@ -122,6 +140,7 @@ class ExecutionRun:
                 return await self._run_and_record(time.monotonic())
             except asyncio.CancelledError:
                 self.graph_done.set()  # the graph is stopped: only the outcome is left
+                await self._close_stream(STOP_FLUSH_SECONDS)
                 if self.stop_reason is None:  # the worker is stopping
                     await self.requeue_interrupted()
                     raise
@@ -149,8 +168,9 @@ class ExecutionRun:
                 context.metrics.pickup_seconds.labels(state.graph_id).observe(max(0.0, waited))
         timeout = state.timeout_seconds or context.execution_timeout_seconds
         deadline: asyncio.Timeout | None = None
+        self.stream = open_stream(state, context)
         try:
-            running = context.graphs.execute(graph_run_of(state))
+            running = context.graphs.execute(graph_run_of(state, self.stream))
             if timeout is None:
                 outcome = await running
             else:
@@ -158,6 +178,7 @@ class ExecutionRun:
                     outcome = await running
         except Exception as exc:
             self.graph_done.set()
+            await self._close_stream()
             if deadline is not None and deadline.expired():
                 error = f"timed out after {timeout:g} s"
                 return await self._record(Finish(state, ExecutionStatus.FAILED, error=error))
@@ -167,6 +188,7 @@ class ExecutionRun:
             failed = Finish(state, ExecutionStatus.FAILED, error=error, traceback=trace)
             return await self._record(failed, failure=exc)
         self.graph_done.set()
+        await self._close_stream()
         if outcome.interrupted:
             stopped = Finish(
                 state,
@@ -176,6 +198,11 @@ class ExecutionRun:
             )
             return await self._record(stopped)
         return await self._record(Finish(state, ExecutionStatus.COMPLETED, output=outcome.output))
+
+    async def _close_stream(self, timeout_seconds: float = CLOSE_SECONDS) -> None:
+        """Record every event the graph streamed before the outcome that ends its stream."""
+        if self.stream is not None:
+            await self.stream.close(timeout_seconds)
 
     async def _retry_later(self, exc: Exception, began: float) -> ExecutionState | None:
         """QUEUED again after a backoff, timed on the database clock (see `_database_now`).

@@ -15,6 +15,7 @@ from typing import Any
 from lg_deploy.metrics import Metrics
 from lg_deploy.models import ExecutionState, LeaseRenewal
 from lg_deploy.store.protocol import ExecutionStore
+from lg_deploy.streams.protocol import EventLog
 from lg_deploy.worker.intake import Intake
 from lg_deploy.worker.leases import BlockingRenewal, LeaseKeeper
 from lg_deploy.worker.outcomes import OutcomeWriter
@@ -53,6 +54,7 @@ class ExecutionWorker:
         execution_timeout_seconds: float | None = None,
         metrics: Metrics | None = None,
         blocking_renewal: BlockingRenewal | None = None,
+        events: EventLog | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -83,6 +85,7 @@ class ExecutionWorker:
             execution_timeout_seconds=execution_timeout_seconds,
             metrics=metrics,
             wake_later=self._wake_later,
+            events=events,
         )
         self._slots: set[asyncio.Task[None]] = set()
         self._idle: set[asyncio.Task[None]] = set()

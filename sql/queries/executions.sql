@@ -3,13 +3,15 @@
 INSERT INTO lg_deploy.executions
     (execution_id, graph_id, input, max_attempts, priority, run_at, request_id, idempotency_key,
      timeout_seconds, metadata, thread_id, config, context, command, interrupt_before,
-     interrupt_after, multitask_strategy, assistant_id)
+     interrupt_after, multitask_strategy, assistant_id, stream_mode, stream_subgraphs,
+     stream_resumable)
 VALUES
     (%(execution_id)s, %(graph_id)s, %(input)s, %(max_attempts)s, %(priority)s,
      COALESCE(%(run_at)s, now() + make_interval(secs => %(delay_seconds)s)),
      %(request_id)s, %(idempotency_key)s, %(timeout_seconds)s, %(metadata)s, %(thread_id)s,
      %(config)s, %(context)s, %(command)s, %(interrupt_before)s, %(interrupt_after)s,
-     %(multitask_strategy)s, %(assistant_id)s)
+     %(multitask_strategy)s, %(assistant_id)s, %(stream_mode)s, %(stream_subgraphs)s,
+     %(stream_resumable)s)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 

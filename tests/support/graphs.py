@@ -124,6 +124,7 @@ THREAD_GRAPHS = {
     "fail": "lg_deploy.examples.fail:graph",
     "notes": "./thread_graphs.py:notes",
     "nested": "./thread_graphs.py:nested",
+    "tokens": "./thread_graphs.py:tokens",
 }
 
 

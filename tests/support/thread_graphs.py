@@ -11,7 +11,9 @@ import asyncio
 import operator
 from typing import Annotated, Any, TypedDict
 
-from langgraph.config import get_config
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from langgraph.config import get_config, get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
@@ -67,3 +69,44 @@ _outer.add_node("inner", _inner.compile())
 _outer.add_edge(START, "inner")
 _outer.add_edge("inner", END)
 nested = _outer.compile()
+
+
+class TokensState(TypedDict, total=False):
+    """The prompt in, the chat model's reply out, and what the inner graph noted."""
+
+    prompt: str
+    messages: Annotated[list[Any], operator.add]
+    inner: str
+
+
+async def speak(state: TokensState) -> dict[str, Any]:
+    """Send progress on the custom stream, then a fake chat model's reply, token by token."""
+    get_stream_writer()({"progress": "speaking"})
+    reply = state.get("prompt") or "hello there friend"
+    model = GenericFakeChatModel(messages=iter([AIMessage(content=reply)]))
+    return {"messages": [await model.ainvoke(state.get("prompt", ""))]}
+
+
+class InnerState(TypedDict, total=False):
+    """The subgraph's own state: only what it notes (the conversation stays outside)."""
+
+    inner: str
+
+
+def note_inside(state: InnerState) -> dict[str, Any]:
+    """A subgraph's step, so subgraph events can be asked for."""
+    return {"inner": "noted"}
+
+
+_tokens_inner = StateGraph(InnerState)
+_tokens_inner.add_node("note_inside", note_inside)
+_tokens_inner.add_edge(START, "note_inside")
+_tokens = StateGraph(TokensState)
+_tokens.add_node("speak", speak)
+_tokens.add_node("inner", _tokens_inner.compile())
+_tokens.add_edge(START, "speak")
+_tokens.add_edge("speak", "inner")
+_tokens.add_edge("inner", END)
+# `tokens`: a chat model's reply streamed token by token (messages-tuple), a custom event, and
+# a subgraph step (stream_subgraphs).
+tokens = _tokens.compile()
