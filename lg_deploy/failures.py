@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import traceback as tb
 
 from lg_deploy.db.jsonb import storable_text
@@ -11,6 +12,8 @@ from lg_deploy.errors import LgDeployError
 # and the exception), with a marker saying how much was cut between them.
 MAX_TRACEBACK_CHARS = 16_384
 TRACEBACK_HEAD_CHARS = 4_096
+# An `error` written by describe_error: "Type: message" (the SQL trigger of 0011 reads it alike).
+_ERROR_TYPE = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_.]*): (?P<message>.*)$", re.DOTALL)
 
 
 def describe_error(error: BaseException) -> str:
@@ -19,6 +22,15 @@ def describe_error(error: BaseException) -> str:
         return storable_text(str(error))
     text = storable_text(str(error).strip())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def error_parts(error: str | None) -> dict[str, str]:
+    """A stored `error` as the platform reports one: {"error": type, "message": text}; text
+    that names no type is an "Error"."""
+    text = error or "failed"
+    match = _ERROR_TYPE.match(text)
+    kind, message = (match["type"], match["message"]) if match else ("Error", text)
+    return {"error": kind, "message": message}
 
 
 def traceback_of(error: BaseException) -> str | None:

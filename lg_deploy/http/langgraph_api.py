@@ -45,6 +45,7 @@ from lg_deploy.http.langgraph_runs import (
 )
 from lg_deploy.http.langgraph_state import state_routes
 from lg_deploy.http.langgraph_streams import (
+    event_log,
     last_event_id,
     mode_filter,
     run_stream_response,
@@ -262,9 +263,8 @@ async def join_run_stream(request: Request) -> Response:
     else:
         state = await _run_by_id(request.path_params["run_id"], request)
     after = last_event_id(request)
-    if after is None:
-        log = runtime_of(request).events
-        after = await log.last_run_event(state.execution_id) if log is not None else 0
+    if after is None:  # live only: from the newest event on
+        after = await event_log(runtime_of(request)).last_run_event(state.execution_id)
     cancel = request.query_params.get("cancel_on_disconnect") in ("1", "true")
     return run_stream_response(
         request,
@@ -284,8 +284,8 @@ async def join_thread_stream(request: Request) -> Response:
     if await runtime.threads.get(thread_id) is None:
         raise ApiError(404, f"thread {thread_id} not found")
     after = last_event_id(request)
-    if after is None:
-        after = await runtime.events.last_thread_event(thread_id) if runtime.events else 0
+    if after is None:  # live only: from the newest event on
+        after = await event_log(runtime).last_thread_event(thread_id)
     settings: Settings = request.state.settings
     body = thread_events(runtime, thread_id, after, settings)
     return StreamingResponse(body, media_type=MEDIA_TYPE, headers=SSE_HEADERS)
@@ -293,20 +293,23 @@ async def join_thread_stream(request: Request) -> Response:
 
 async def _run_by_id(run_id: str, request: Request) -> ExecutionState:
     """A run named by its id alone (404 when there is none)."""
-    state = None
-    with contextlib.suppress(ValueError):
-        state = await runtime_of(request).store.get(str(uuid.UUID(run_id)))
+    state = await _find_run(request, run_id)
     if state is None:
         raise ApiError(404, f"run {run_id} not found")
     return state
 
 
+async def _find_run(request: Request, run_id: str) -> ExecutionState | None:
+    """The execution a run id names; None for an unknown or malformed id."""
+    with contextlib.suppress(ValueError):
+        return await runtime_of(request).store.get(str(uuid.UUID(run_id)))
+    return None
+
+
 async def _thread_run(request: Request) -> ExecutionState:
     """The run the path names, on the thread it names (a thread-less run's thread is its id)."""
     thread_id, run_id = request.path_params["thread_id"], request.path_params["run_id"]
-    state = None
-    with contextlib.suppress(ValueError):
-        state = await runtime_of(request).store.get(str(uuid.UUID(run_id)))
+    state = await _find_run(request, run_id)
     if state is None or not _on_thread(state, thread_id):
         raise ApiError(404, f"run {run_id} not found in thread {thread_id}")
     return state

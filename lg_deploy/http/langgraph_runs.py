@@ -7,12 +7,12 @@ platform.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from lg_deploy.assistants.catalog import assistant_id_of
+from lg_deploy.failures import error_parts
 from lg_deploy.models import ExecutionState, ExecutionStatus
 
 RUN_STATUS = {
@@ -26,7 +26,6 @@ RUN_STATUS = {
 }
 CANCELLED_ERROR = "cancelled"  # the error the worker and the SQL write on a cancelled execution
 INTERRUPTED = "interrupted"
-_ERROR_TYPE = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_.]*): (?P<message>.*)$", re.DOTALL)
 
 
 class Run(BaseModel):
@@ -99,8 +98,5 @@ def outcome_of(state: ExecutionState) -> dict[str, Any]:
     if state.status in (ExecutionStatus.COMPLETED, ExecutionStatus.INTERRUPTED):
         return state.output or {}
     if state.status == ExecutionStatus.FAILED and not is_cancelled(state):
-        text = state.error or "failed"
-        match = _ERROR_TYPE.match(text)
-        kind, message = (match["type"], match["message"]) if match else ("Error", text)
-        return {"__error__": {"error": kind, "message": message}}
+        return {"__error__": error_parts(state.error)}
     return {}

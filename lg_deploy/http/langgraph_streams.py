@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -24,7 +24,7 @@ from lg_deploy.http.sse import HEARTBEAT, MEDIA_TYPE, SSE_HEADERS, frame, resume
 from lg_deploy.models import ExecutionState
 from lg_deploy.runtime import Runtime
 from lg_deploy.settings import Settings
-from lg_deploy.streams.protocol import METADATA_EVENT, RUN_DONE_EVENT
+from lg_deploy.streams.protocol import METADATA_EVENT, RUN_DONE_EVENT, EventLog
 from lg_deploy.tasks import wait_for_event
 
 logger = logging.getLogger(__name__)
@@ -92,6 +92,34 @@ def run_stream_response(
     return StreamingResponse(body, media_type=MEDIA_TYPE, headers=headers)
 
 
+# One read of a stream: the frames to send, whether the read was a full batch (read again at
+# once), and whether the stream is over.
+Read = Callable[[], Awaitable[tuple[list[bytes], bool, bool]]]
+
+
+async def follow(
+    runtime: Runtime, key: str, settings: Settings, read: Read
+) -> AsyncIterator[bytes]:
+    """Send what each `read` finds until it says the stream is over; between reads, wait for
+    `key`'s notification or the poll interval, and send a heartbeat each keepalive interval."""
+    loop = asyncio.get_running_loop()
+    poll = min(settings.poll_interval_seconds, MAX_POLL_SECONDS)
+    next_beat = loop.time() + settings.keepalive_seconds
+    with runtime.hub.watch(key) as woken:
+        while True:
+            woken.clear()
+            frames, full, over = await read()
+            for chunk in frames:
+                yield chunk
+            if loop.time() >= next_beat:
+                yield HEARTBEAT
+                next_beat = loop.time() + settings.keepalive_seconds
+            if over:
+                return
+            if not full:
+                await wait_for_event(woken, max(0.0, min(poll, next_beat - loop.time())))
+
+
 async def run_events(
     runtime: Runtime,
     execution_id: str,
@@ -102,30 +130,21 @@ async def run_events(
     cancel_on_disconnect: bool = False,
 ) -> AsyncIterator[bytes]:
     """The run's events after `after` until it is final and all are sent; heartbeats between."""
-    log = runtime.events
-    assert log is not None, "every runtime has an event log"
-    loop = asyncio.get_running_loop()
-    poll = min(settings.poll_interval_seconds, MAX_POLL_SECONDS)
-    next_beat = loop.time() + settings.keepalive_seconds
+    log = event_log(runtime)
     ended = False
+
+    async def read() -> tuple[list[bytes], bool, bool]:
+        nonlocal after, ended
+        found = await log.run_events(execution_id, after, READ_BATCH)
+        after = found.events[-1].event_id if found.events else after
+        frames = [frame(e.event, e.data, e.event_id) for e in found.events if keep(e.event)]
+        full = len(found.events) == READ_BATCH
+        ended = not full and found.finished
+        return frames, full, ended
+
     try:
-        with runtime.hub.watch(execution_id) as woken:
-            while True:
-                woken.clear()
-                read = await log.run_events(execution_id, after, READ_BATCH)
-                for event in read.events:
-                    after = event.event_id
-                    if keep(event.event):
-                        yield frame(event.event, event.data, event.event_id)
-                if loop.time() >= next_beat:
-                    yield HEARTBEAT
-                    next_beat = loop.time() + settings.keepalive_seconds
-                if len(read.events) == READ_BATCH:
-                    continue
-                if read.finished:
-                    ended = True
-                    return
-                await wait_for_event(woken, max(0.0, min(poll, next_beat - loop.time())))
+        async for chunk in follow(runtime, execution_id, settings, read):
+            yield chunk
     finally:
         if cancel_on_disconnect and not ended:
             _cancel_in_background(runtime, execution_id)
@@ -150,24 +169,27 @@ async def thread_events(
 ) -> AsyncIterator[bytes]:
     """Every run's events on a thread after `after`, each run ended by a metadata run_done
     event; open until the client goes, heartbeats between."""
+    log = event_log(runtime)
+
+    async def read() -> tuple[list[bytes], bool, bool]:
+        nonlocal after
+        events = await log.thread_events(thread_id, after, READ_BATCH)
+        after = events[-1].event_id if events else after
+        frames = [
+            frame(METADATA_EVENT if e.event == RUN_DONE_EVENT else e.event, e.data, e.event_id)
+            for e in events
+        ]
+        return frames, len(events) == READ_BATCH, False
+
+    async for chunk in follow(runtime, thread_id, settings, read):
+        yield chunk
+
+
+def event_log(runtime: Runtime) -> EventLog:
+    """The runtime's event log (every runtime opened by open_runtime has one)."""
     log = runtime.events
-    assert log is not None, "every runtime has an event log"
-    loop = asyncio.get_running_loop()
-    poll = min(settings.poll_interval_seconds, MAX_POLL_SECONDS)
-    next_beat = loop.time() + settings.keepalive_seconds
-    with runtime.hub.watch(thread_id) as woken:
-        while True:
-            woken.clear()
-            events = await log.thread_events(thread_id, after, READ_BATCH)
-            for event in events:
-                after = event.event_id
-                name = METADATA_EVENT if event.event == RUN_DONE_EVENT else event.event
-                yield frame(name, event.data, event.event_id)
-            if loop.time() >= next_beat:
-                yield HEARTBEAT
-                next_beat = loop.time() + settings.keepalive_seconds
-            if len(events) < READ_BATCH:
-                await wait_for_event(woken, max(0.0, min(poll, next_beat - loop.time())))
+    assert log is not None, "every runtime serving streams has an event log"
+    return log
 
 
 def _settings(request: Request) -> Settings:

@@ -46,8 +46,10 @@ def _plain(value: Any) -> Any:
         return list(value)
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
-    if isinstance(value, (uuid.UUID, enum.Enum)):
-        return str(value.value if isinstance(value, enum.Enum) else value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, uuid.UUID):
+        return str(value)
     if hasattr(value, "_asdict"):
         return value._asdict()
     return str(value)

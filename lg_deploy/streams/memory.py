@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from lg_deploy.failures import error_parts
 from lg_deploy.models import ExecutionState, ExecutionStatus
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.streams.encode import dumps
@@ -18,9 +18,6 @@ from lg_deploy.streams.protocol import (
     StreamEvent,
 )
 from lg_deploy.worker.run import CANCELLED
-
-# As the SQL trigger reads an error "Type: message" (any other text: type "Error").
-ERROR_TYPE = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_.]*): (?P<message>.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -66,10 +63,7 @@ class InMemoryEventLog:
             and state.status == ExecutionStatus.FAILED
             and state.error != CANCELLED
         ):
-            text = state.error or "failed"
-            match = ERROR_TYPE.match(text)
-            kind, message = (match["type"], match["message"]) if match else ("Error", text)
-            self._add(state, ERROR_EVENT, dumps({"error": kind, "message": message}))
+            self._add(state, ERROR_EVENT, dumps(error_parts(state.error)))
         if state.thread_id is not None:
             done = {"status": "run_done", "run_id": state.execution_id}
             self._add(state, RUN_DONE_EVENT, dumps(done))
