@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import psycopg
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -101,14 +102,22 @@ async def follow(
     runtime: Runtime, key: str, settings: Settings, read: Read
 ) -> AsyncIterator[bytes]:
     """Send what each `read` finds until it says the stream is over; between reads, wait for
-    `key`'s notification or the poll interval, and send a heartbeat each keepalive interval."""
+    `key`'s notification or the poll interval, and send a heartbeat each keepalive interval.
+
+    A read the database fails (a restart, a terminated backend, no pooled connection in time)
+    is tried again at the next poll, heartbeats going on meanwhile: the stream is not cut.
+    """
     loop = asyncio.get_running_loop()
     poll = min(settings.poll_interval_seconds, MAX_POLL_SECONDS)
     next_beat = loop.time() + settings.keepalive_seconds
     with runtime.hub.watch(key) as woken:
         while True:
             woken.clear()
-            frames, full, over = await read()
+            try:
+                frames, full, over = await read()
+            except psycopg.OperationalError as error:
+                logger.warning("stream read failed (%s); trying again", type(error).__name__)
+                frames, full, over = [], False, False
             for chunk in frames:
                 yield chunk
             if loop.time() >= next_beat:

@@ -1,10 +1,14 @@
 -- name: append_run_events
 -- One batch of a run's stream events, only while its attempt by this worker holds the RUNNING
--- row (a stale attempt's events are dropped), announced by one NOTIFY after commit.
+-- row (a stale attempt's events are dropped), announced by one NOTIFY after commit. FOR SHARE:
+-- a recovery or cancel that changes the row waits for this batch to commit, or this batch
+-- waits for it and then finds the row no longer held, so no batch of an attempt can commit
+-- after the run has moved on.
 WITH holder AS (
     SELECT execution_id, thread_id FROM lg_deploy.executions
     WHERE execution_id = %(execution_id)s AND status = 'RUNNING'
       AND attempts = %(attempt)s AND worker_id = %(worker_id)s
+    FOR SHARE
 ), inserted AS (
     INSERT INTO lg_deploy.run_events (execution_id, thread_id, attempt, event, data)
     SELECT h.execution_id, h.thread_id, %(attempt)s, e.event, e.data
