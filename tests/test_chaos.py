@@ -8,10 +8,15 @@ every 0.5 s, poll 0.5 s, max_attempts 20, retry on error after 0.5 s) run them w
 moments, K workers are SIGKILLed (each replaced by a fresh process), PostgreSQL is
 crash-restarted M times (`pg_ctl restart -m immediate`), J rounds terminate every lg-deploy
 backend, and P workers that hold executions are SIGSTOPped for 4.5 s (longer than the lease),
-then SIGCONTed: their late writes are what fencing must refuse. The checker reads only SQL:
-besides lost and duplicate executions, for the threads it checks from the event history that
-their runs never overlapped and started oldest first, that no thread is left busy, and from the
-runs' outputs and the threads' values that each run's steps landed once, in order.
+then SIGCONTed: their late writes are what fencing must refuse. S=20 of the runs record their
+stream (10 thread runs, 10 `ticks` runs of 1-2.5 s), each followed by 2 clients through 2
+`lg-deploy serve` processes (no graphs; A=2 of them SIGKILLed and replaced), hanging up at seeded
+points and when the connection breaks, and reconnecting with Last-Event-ID until the run is
+final. The checker reads SQL: besides lost and duplicate executions, for the threads it checks
+from the event history that their runs never overlapped and started oldest first, that no thread
+is left busy, and from the runs' outputs and the threads' values that each run's steps landed
+once, in order; for the streams, that each client received every event lg_deploy.run_events
+holds for its run exactly once, in order, as stored.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.cluster import Cluster
-from tests.chaos.harness import ChaosPlan, negative_control_plan, run_chaos
+from tests.chaos.harness import run_chaos
+from tests.chaos.plan import ChaosPlan, negative_control_plan
 
 CI_SEEDS = (11, 23, 37)
 SETTLE_SECONDS = 60.0
@@ -39,13 +45,16 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.req("FAULT-CHAOS", "DUR-LEASE", "CARD-CLAIM", "THREAD-RUNS", "MULTITASK")
+@pytest.mark.req(
+    "FAULT-CHAOS", "DUR-LEASE", "CARD-CLAIM", "THREAD-RUNS", "MULTITASK", "STREAM-RESUME"
+)
 @pytest.mark.parametrize("seed", CI_SEEDS)
 def test_chaos_run_loses_nothing_and_completes_nothing_twice(
     cluster: Cluster, tmp_path: Path, seed: int
 ) -> None:
-    """N=500 (R=60 on T=12 threads), K=5, M=2, J=5, P=3: 0 lost, 0 duplicates, all final within
-    60 s of the last fault; one run at a time per thread, oldest first, each run's steps once."""
+    """N=500 (R=60 on T=12 threads), K=5, M=2, J=5, P=3, A=2: 0 lost, 0 duplicates, all final
+    within 60 s of the last fault; one run at a time per thread, oldest first, each run's steps
+    once; S=20 streamed runs, 40 reconnecting clients: each stored event received once, in order."""
     plan = ChaosPlan(seed=seed, settle_seconds=SETTLE_SECONDS)
     report = run_chaos(cluster, plan, tmp_path / "logs")
     figures = report.summary()
@@ -68,6 +77,15 @@ def test_chaos_run_loses_nothing_and_completes_nothing_twice(
     assert report.out_of_order == 0, figures
     assert report.busy_left == 0, figures
     assert (report.wrong_values, report.wrong_outputs) == (0, 0), figures
+    streams = report.streams
+    assert report.faults["api_kills"] == plan.api_kills, figures
+    assert report.crashed_servers == 0, figures
+    assert streams.streamed_runs == plan.streamed_runs, figures
+    assert streams.clients == plan.streamed_runs * plan.clients_per_run, figures
+    assert streams.reconnects > 0, figures
+    assert streams.received_events == streams.stored_events * plan.clients_per_run, figures
+    assert (streams.lost, streams.duplicated, streams.out_of_order) == (0, 0, 0), figures
+    assert (streams.mismatched, streams.unfinished, streams.silent) == (0, 0, 0), figures
 
 
 @pytest.mark.timeout(240)

@@ -1,15 +1,18 @@
-"""The chaos checker's thread figures, fed hand-made histories of two runs on one thread on a
-real PostgreSQL: one run after the other is clean; overlapping RUNNING spans and a younger run
-claimed while an older one was not final are counted."""
+"""The chaos checker's thread and stream figures, fed hand-made histories of two runs on one
+thread on a real PostgreSQL: one run after the other is clean; overlapping RUNNING spans and a
+younger run claimed while an older one was not final are counted; and a streaming client's
+events lost, duplicated, out of order or unlike the stored ones are counted."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.chaos.checker import check
 from tests.chaos.processes import SqlConn
+from tests.chaos.stream_checker import Event, ReceivedStream
 
 Step = tuple[str, float]  # a status the run went to, seconds after the start of the history
 BEGAN = datetime(2026, 1, 1, tzinfo=UTC)
@@ -166,3 +169,87 @@ def test_checker_counts_a_thread_left_busy(sql: SqlConn, db_url: str) -> None:
     assert check(db_url, [first, second], [thread_id]).busy_left == 0
     sql.execute("UPDATE lg_deploy.threads SET status = 'busy' WHERE thread_id = %s", (thread_id,))
     assert check(db_url, [first, second], [thread_id]).busy_left == 1
+
+
+def stored_stream(sql: SqlConn, run_id: str) -> list[Event]:
+    """Two attempts' events of the run, as workers record them, then the thread's run_done row
+    (which a run's stream never sends); the run's events as a join sends them."""
+    rows = [
+        (1, "metadata", f'{{"run_id":"{run_id}","attempt":1}}'),
+        (1, "values", '{"heard":[1]}'),
+        (2, "metadata", f'{{"run_id":"{run_id}","attempt":2}}'),
+        (2, "values", '{"heard":[1],"answered":[1]}'),
+        (2, "run_done", f'{{"status":"run_done","run_id":"{run_id}"}}'),
+    ]
+    for attempt, event, data in rows:
+        sql.execute(
+            "INSERT INTO lg_deploy.run_events (execution_id, thread_id, attempt, event, data)"
+            " SELECT execution_id, thread_id, %s, %s, %s FROM lg_deploy.executions"
+            " WHERE execution_id = %s",
+            (attempt, event, data, run_id),
+        )
+    stored = sql.execute(
+        "SELECT event_id, event, data FROM lg_deploy.run_events"
+        " WHERE execution_id = %s AND event <> 'run_done' ORDER BY event_id",
+        (run_id,),
+    ).fetchall()
+    return [(int(event_id), str(event), str(data)) for event_id, event, data in stored]
+
+
+def _swapped(events: list[Event]) -> list[Event]:
+    return [events[0], events[2], events[1], *events[3:]]
+
+
+def _altered(events: list[Event]) -> list[Event]:
+    event_id, event, _ = events[1]
+    return [events[0], (event_id, event, '{"heard":[2]}'), *events[2:]]
+
+
+@pytest.mark.req("FAULT-NEGATIVE", "STREAM-RESUME")
+@pytest.mark.parametrize(
+    ("received", "finished", "expected"),
+    [
+        pytest.param(lambda e: e, True, {}, id="each-once-in-order"),
+        pytest.param(lambda e: e[:1] + e[2:], True, {"lost": 1}, id="one-lost"),
+        pytest.param(lambda e: e[:3] + e[2:], True, {"duplicated": 1}, id="one-twice"),
+        pytest.param(lambda e: e[:2] + e, True, {"duplicated": 2, "out_of_order": 1}, id="replay"),
+        pytest.param(_swapped, True, {"out_of_order": 1}, id="out-of-order"),
+        pytest.param(_altered, True, {"mismatched": 1}, id="other-data"),
+        pytest.param(
+            lambda e: [*e, (e[-1][0] + 9, "values", "{}")], True, {"mismatched": 1}, id="unknown"
+        ),
+        pytest.param(lambda e: e[:2], False, {"unfinished": 1}, id="never-ended"),
+    ],
+)
+def test_checker_counts_stream_events_lost_duplicated_or_out_of_order(
+    sql: SqlConn,
+    db_url: str,
+    received: Callable[[list[Event]], list[Event]],
+    finished: bool,
+    expected: dict[str, int],
+) -> None:
+    """A client's received events against the run's stored ones: each stored event once, in
+    order, with its data, in a stream that ended; the thread's run_done row is no event of it."""
+    thread_id, (run_id, _) = thread_with_two_runs(sql)
+    stored = stored_stream(sql, run_id)
+    stream = ReceivedStream(
+        run_id, "/runs/x/stream", received(stored), connections=3, hangups=2, finished=finished
+    )
+    report = check(db_url, [run_id], [thread_id], streams=[stream])
+    counted = {
+        name: getattr(report.streams, name)
+        for name in ("lost", "duplicated", "out_of_order", "mismatched", "unfinished", "silent")
+    }
+    assert counted == {name: expected.get(name, 0) for name in counted}
+    assert report.streams.faults == sum(expected.values())
+    assert (report.streams.stored_events, report.streams.retried_runs) == (4, 1)
+    assert (report.streams.clients, report.streams.reconnects) == (1, 2)
+
+
+@pytest.mark.req("FAULT-NEGATIVE", "STREAM-RESUME")
+def test_checker_counts_a_streamed_run_that_recorded_nothing(sql: SqlConn, db_url: str) -> None:
+    """A followed run with no stored event is silent, even when its client saw nothing either."""
+    thread_id, (run_id, _) = thread_with_two_runs(sql)
+    stream = ReceivedStream(run_id, "/runs/x/stream", [], connections=1, finished=True)
+    report = check(db_url, [run_id], [thread_id], streams=[stream])
+    assert (report.streams.silent, report.streams.lost, report.streams.faults) == (1, 0, 1)

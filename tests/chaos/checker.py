@@ -1,5 +1,6 @@
 """The chaos checker: every figure from SQL alone (lg_deploy.executions, execution_events and,
-for runs on threads, lg_deploy.threads)."""
+for runs on threads, lg_deploy.threads), and what the streaming clients received against
+lg_deploy.run_events (tests/chaos/stream_checker.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
+
+from tests.chaos.stream_checker import ReceivedStream, StreamFigures, stream_figures
 
 HARNESS_APPLICATION_NAME = "chaos-harness"
 
@@ -47,6 +50,8 @@ class ChaosReport:
     wrong_values: int = 0  # threads whose final values are not each run once, in order
     wrong_outputs: int = 0  # completed thread runs whose output is not the runs so far, in order
     late_checkpoints: int = 0  # checkpoints a run wrote after it was final (a stale attempt's)
+    crashed_servers: int = 0  # serve processes that exited without being killed
+    streams: StreamFigures = field(default_factory=StreamFigures)
     failure_reasons: dict[str, int] = field(default_factory=dict)
     retry_reasons: dict[str, int] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
@@ -54,14 +59,17 @@ class ChaosReport:
 
     @property
     def ok(self) -> bool:
-        """Nothing lost, nothing completed twice, all terminal in time, no worker crashed; on
-        the threads one run at a time, in order, none left busy, every run's effect once."""
+        """Nothing lost, nothing completed twice, all terminal in time, no process crashed; on
+        the threads one run at a time, in order, none left busy, every run's effect once; every
+        streaming client got each stored event of its run once, in order, and its stream ended."""
         return (
             self.lost == 0
             and self.duplicate_completions == 0
             and self.terminal_after_last_fault_seconds is not None
             and self.crashed_workers == 0
+            and self.crashed_servers == 0
             and self.thread_faults == 0
+            and self.streams.faults == 0
         )
 
     @property
@@ -76,8 +84,11 @@ class ChaosReport:
         )
 
     def summary(self) -> str:
-        """One `name: value` line per figure."""
-        lines = [f"{name}: {value}" for name, value in asdict(self).items() if name != "notes"]
+        """One `name: value` line per figure (`streams.name: value` for the stream figures)."""
+        figures = asdict(self)
+        streams = figures.pop("streams")
+        lines = [f"{name}: {value}" for name, value in figures.items() if name != "notes"]
+        lines += [f"streams.{name}: {value}" for name, value in streams.items()]
         return "\n".join([*lines, *self.notes])
 
 
@@ -258,8 +269,16 @@ GROUP BY reason ORDER BY count(*) DESC, reason
 """
 
 
-def check(url: str, ids: list[str], threads: Sequence[str] = (), *, seed: int = 0) -> ChaosReport:
-    """The checker: every figure from SQL alone (executions, execution_events, threads)."""
+def check(
+    url: str,
+    ids: list[str],
+    threads: Sequence[str] = (),
+    *,
+    seed: int = 0,
+    streams: Sequence[ReceivedStream] = (),
+) -> ChaosReport:
+    """The checker: every figure from SQL (executions, execution_events, threads), and the
+    streams received against run_events."""
     params = {"ids": ids, "threads": list(threads)}
     with admin(url) as conn:
         figures = conn.execute(_FIGURES, params).fetchone()
@@ -275,6 +294,7 @@ def check(url: str, ids: list[str], threads: Sequence[str] = (), *, seed: int = 
         late = (0,)
         if conn.execute("SELECT to_regclass('lg_deploy.checkpoints')").fetchone() != (None,):
             late = conn.execute(_LATE_CHECKPOINTS, params).fetchone() or late
+        streamed, stream_notes = stream_figures(conn, streams)
     assert figures is not None
     assert duplicates is not None
     assert thread_runs is not None
@@ -307,7 +327,9 @@ def check(url: str, ids: list[str], threads: Sequence[str] = (), *, seed: int = 
         busy_left=int(on_threads[1]),
         wrong_values=int(on_threads[2]),
         late_checkpoints=int(late[0]),
+        streams=streamed,
         notes=[
+            *stream_notes,
             *(
                 f"thread {thread} run {later} claimed (event {claim}, {claimed_at}) before"
                 f" run {older} was final (event {final}, {final_at})"
@@ -345,6 +367,15 @@ TABLE_COLUMNS = (
     ("busy", 4),
     ("bad_val/out", 11),
     ("late_ckpt", 9),
+    ("A", 3),
+    ("S", 4),
+    ("S_retry", 7),
+    ("clients", 7),
+    ("reconn", 6),
+    ("broken", 6),
+    ("s_lost", 6),
+    ("s_dup", 5),
+    ("s_bad", 5),
 )
 
 
@@ -381,6 +412,18 @@ def table_row(report: ChaosReport) -> str:
         report.busy_left,
         f"{report.wrong_values}/{report.wrong_outputs}",
         report.late_checkpoints,
+        faults.get("api_kills", 0),
+        report.streams.streamed_runs,
+        report.streams.retried_runs,
+        report.streams.clients,
+        report.streams.reconnects,
+        report.streams.broken,
+        report.streams.lost,
+        report.streams.duplicated,
+        report.streams.out_of_order
+        + report.streams.mismatched
+        + report.streams.unfinished
+        + report.streams.silent,
     )
     return " ".join(
         str(cell).rjust(width) for cell, (_, width) in zip(cells, TABLE_COLUMNS, strict=True)

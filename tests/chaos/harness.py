@@ -1,128 +1,52 @@
 """The chaos run: executions, thread-less and on threads, under worker kills and pauses,
-PostgreSQL crash-restarts and killed backends, then the checker (tests/chaos/checker.py, SQL
-only). Used by tests/test_chaos.py and, as `python -m tests.chaos.harness`, by scripts/chaos.
+PostgreSQL crash-restarts and killed backends, some of them followed by streaming clients
+through `lg-deploy serve` processes that are killed too; then the checker
+(tests/chaos/checker.py, SQL and what the clients received). Used by tests/test_chaos.py and,
+as `python -m tests.chaos.harness`, by scripts/chaos.
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
-import json
-import os
 import random
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+import psycopg
 
 from tests.chaos.checker import ChaosReport, admin, check, table_header, table_row
 from tests.chaos.cluster import Cluster
+from tests.chaos.plan import THREAD_STREAM_MODES, TICKS_STREAM_MODES, ChaosPlan
+from tests.chaos.stream_checker import ReceivedStream, StreamFigures
+from tests.chaos.streams import ApiServers, StreamClients
 
 ROOT = Path(__file__).resolve().parents[2]
-LG_DEPLOY_WORKER = (sys.executable, "-m", "lg_deploy", "worker")
-BROKEN_WORKER = (sys.executable, "-m", "tests.chaos.broken")
 START_SECONDS = 60.0
 STOP_SECONDS = 15.0
 PAUSE_RETRY_SECONDS = 0.5
 SUBMIT_EVERY_SECONDS = 0.6  # the script's runs insert a batch this often
 RUNS_PER_THREAD = 5  # the script's runs: T = R / this
-CHAOS_GRAPHS = {
-    "sleep": "lg_deploy.examples.sleep:graph",
-    "turns": "tests.chaos.graph:graph",  # the thread runs' graph
-}
+STREAMED_PER_EXECUTIONS = 25  # the script's runs: S = N / this
 TERMINAL = ("COMPLETED", "FAILED", "INTERRUPTED")
-
-
-@dataclass(frozen=True)
-class ChaosPlan:
-    """What one chaos run does; the defaults are the CI sizes (N=500 of which R=60 on T=12
-    threads, K=5, M=2, J=5, P=3)."""
-
-    seed: int
-    executions: int = 500  # N in all, each with seeded seconds in [min, max]
-    thread_runs: int = 60  # R of the N run the `turns` graph on threads; the rest `sleep`
-    threads: int = 12  # T threads, R/T runs each, at seeded places among the N
-    kills: int = 5  # K worker SIGKILLs, each followed by a fresh worker process
-    restarts: int = 2  # M `pg_ctl restart -m immediate`
-    terminations: int = 5  # J rounds of pg_terminate_backend on every lg-deploy backend
-    pauses: int = 3  # P SIGSTOPs of a worker holding executions, SIGCONT after pause_seconds
-    workers: int = 3
-    concurrency: int = 8
-    lease_seconds: float = 3.0
-    recovery_interval_seconds: float = 0.5
-    poll_interval_seconds: float = 0.5
-    pause_seconds: float = 4.5  # longer than the lease: the paused worker's leases expire
-    min_sleep_seconds: float = 0.0
-    max_sleep_seconds: float = 0.3
-    fault_window_seconds: float = 15.0  # faults and submissions happen within this window
-    submit_batches: int = 25  # N is inserted in this many plain SQL INSERT statements
-    max_attempts: int = 20
-    retry_backoff_seconds: float = 0.5  # before retrying a run that lost its connection
-    settle_seconds: float = 60.0  # all must be terminal this long after the last fault
-    worker_command: tuple[str, ...] = LG_DEPLOY_WORKER
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.thread_runs <= self.executions:
-            raise ValueError("thread_runs must be between 0 and executions")
-        if self.thread_runs and not self.threads:
-            raise ValueError("thread runs need threads")
-
-    def worker_env(self, url: str) -> dict[str, str]:
-        """Environment of each worker process (documented values of the run)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LG_DEPLOY_")}
-        env.update(
-            LG_DEPLOY_DATABASE_URL=url,
-            LG_DEPLOY_MIGRATE_ON_START="false",  # the harness migrated; PG may be restarting
-            LG_DEPLOY_GRAPHS=json.dumps(CHAOS_GRAPHS),
-            # A run on a thread whose checkpoint write meets a dropped connection raises in its
-            # graph; a lost connection is retried by default (docs/guarantees.md).
-            LG_DEPLOY_RETRY_BACKOFF_SECONDS=str(self.retry_backoff_seconds),
-            LG_DEPLOY_WORKER_CONCURRENCY=str(self.concurrency),
-            LG_DEPLOY_LEASE_SECONDS=str(self.lease_seconds),
-            LG_DEPLOY_RECOVERY_INTERVAL_SECONDS=str(self.recovery_interval_seconds),
-            LG_DEPLOY_POLL_INTERVAL_SECONDS=str(self.poll_interval_seconds),
-            LG_DEPLOY_LOG_LEVEL="WARNING",
-            LG_DEPLOY_LOG_FORMAT="json",
-            PYTHONUNBUFFERED="1",
-        )
-        return env
-
-
-def negative_control_plan(seed: int) -> ChaosPlan:
-    """Broken workers (tests/chaos/broken.py), pauses only, graphs longer than the lease.
-
-    Runs of 2.5-3.5 s mean the new attempt of an execution a paused worker held is still
-    RUNNING when that worker wakes up, so its unfenced outcome lands on the later attempt.
-    """
-    return ChaosPlan(
-        seed=seed,
-        executions=100,
-        thread_runs=0,
-        threads=0,
-        kills=0,
-        restarts=0,
-        terminations=0,
-        pauses=3,
-        concurrency=16,
-        min_sleep_seconds=2.5,
-        max_sleep_seconds=3.5,
-        fault_window_seconds=12.0,
-        submit_batches=6,
-        worker_command=BROKEN_WORKER,
-    )
 
 
 @dataclass(frozen=True)
 class _Submission:
     """One execution to insert: `sleep` for `seconds`, or run number `run` of the `turns` graph
-    on the run's thread number `thread`."""
+    on the run's thread number `thread`; `streamed`: it records its stream (a thread-less one
+    runs `ticks` for `seconds` instead of `sleep`) and clients follow it."""
 
     seconds: float
     thread: int | None = None
     run: int = 0
+    streamed: bool = False
 
 
 @dataclass
@@ -185,6 +109,7 @@ def _schedule(plan: ChaosPlan, rng: random.Random) -> list[tuple[float, int, str
         events += [(rng.uniform(0.5, window), 1, kind) for _ in range(count)]
     last_pause = max(0.5, window - plan.pause_seconds)
     events += [(rng.uniform(0.5, last_pause), 1, "pause") for _ in range(plan.pauses)]
+    events += [(rng.uniform(0.5, window), 1, "api_kill") for _ in range(plan.api_kills)]
     return sorted(events)
 
 
@@ -207,10 +132,20 @@ class _Run:
         self.url = url
         self.rng = random.Random(plan.seed)
         self.fleet = _Fleet(plan, plan.worker_env(url), log_dir)
+        self.api = ApiServers(plan.serve_env(url), log_dir, ROOT)
+        self.clients = StreamClients(plan.seed, self.api.urls)
         self.ids: list[str] = []
         self.thread_ids: list[str] = []
         self.faults = dict.fromkeys(
-            ("kills", "restarts", "terminations", "backends_terminated", "pauses", "paused_held"),
+            (
+                "kills",
+                "restarts",
+                "terminations",
+                "backends_terminated",
+                "pauses",
+                "paused_held",
+                "api_kills",
+            ),
             0,
         )
         self.batches = self._batches()
@@ -230,8 +165,23 @@ class _Run:
         submissions = [_Submission(wait) for wait in seconds]
         for run, place in enumerate(places, start=1):
             submissions[place] = _Submission(seconds[place], on_thread[place], run)
+        self._choose_streamed(submissions)
         size = -(-len(submissions) // plan.submit_batches)
         return [submissions[i : i + size] for i in range(0, len(submissions), size)]
+
+    def _choose_streamed(self, submissions: list[_Submission]) -> None:
+        """Mark the S streamed ones at seeded places: some thread runs, the rest `ticks` runs of
+        seeded seconds. A random generator of their own keeps the rest of the plan as it was."""
+        plan = self.plan
+        rng = random.Random(f"streams:{plan.seed}")
+        on_threads = [i for i, item in enumerate(submissions) if item.thread is not None]
+        thread_less = [i for i, item in enumerate(submissions) if item.thread is None]
+        for place in rng.sample(on_threads, plan.streamed_thread_runs):
+            submissions[place] = replace(submissions[place], streamed=True)
+        ticks = plan.streamed_runs - plan.streamed_thread_runs
+        for place in rng.sample(thread_less, ticks):
+            seconds = round(rng.uniform(plan.min_stream_seconds, plan.max_stream_seconds), 3)
+            submissions[place] = _Submission(seconds, streamed=True)
 
     def create_threads(self) -> None:
         """The plan's T threads, as another system would make them."""
@@ -243,15 +193,20 @@ class _Run:
                 assert row is not None
                 self.thread_ids.append(str(row[0]))
 
-    def start_workers(self) -> None:
+    def start_processes(self) -> None:
+        """The workers and the serve processes, up and listening; then the clients' loop."""
         for _ in range(self.plan.workers):
             self.fleet.start_one()
+        for _ in range(self.plan.servers):
+            self.api.start_one()
         deadline = time.monotonic() + START_SECONDS
-        while len(self._listeners()) < self.plan.workers:
-            crashed = self.fleet.crashed()
+        while len(self._listeners()) < self.plan.workers + self.plan.servers:
+            crashed = self.fleet.crashed() or self.api.crashed()
             if crashed or time.monotonic() > deadline:
-                raise RuntimeError(f"workers did not start; see {self.fleet.log_dir}")
+                raise RuntimeError(f"processes did not start; see {self.fleet.log_dir}")
             time.sleep(0.1)
+        self.api.wait_ready()
+        self.clients.start()
 
     def _listeners(self) -> list[int]:
         with admin(self.url) as conn:
@@ -293,35 +248,70 @@ class _Run:
         return last_fault
 
     def _submit(self) -> None:
-        """Insert the next batch: its `sleep` rows in one statement, its thread runs in another."""
+        """Insert the next batch: its `sleep` rows in one statement, its `ticks` rows in another,
+        its thread runs in a third; clients start following the streamed ones."""
         if not self.batches:
             return
         batch = self.batches.pop(0)
-        sleeps = [item.seconds for item in batch if item.thread is None]
-        turns = [
-            (item.run, item.seconds, self.thread_ids[item.thread])
-            for item in batch
-            if item.thread is not None
+        plain = [item for item in batch if item.thread is None]
+        on_threads = [
+            (item, self.thread_ids[item.thread]) for item in batch if item.thread is not None
         ]
         with admin(self.url) as conn:
-            if sleeps:
-                rows = conn.execute(
-                    "INSERT INTO lg_deploy.executions (graph_id, input, max_attempts)"
-                    " SELECT 'sleep', jsonb_build_object('seconds', s), %s"
-                    " FROM unnest(%s::float8[]) AS s RETURNING execution_id",
-                    (self.plan.max_attempts, sleeps),
-                ).fetchall()
-                self.ids += [str(row[0]) for row in rows]
-            if turns:
-                runs, seconds, threads = (list(column) for column in zip(*turns, strict=True))
-                rows = conn.execute(
-                    "INSERT INTO lg_deploy.executions (graph_id, input, thread_id, max_attempts)"
-                    " SELECT 'turns', jsonb_build_object('run', r, 'seconds', s), t, %s"
-                    " FROM unnest(%s::integer[], %s::float8[], %s::uuid[]) AS u(r, s, t)"
-                    " RETURNING execution_id",
-                    (self.plan.max_attempts, runs, seconds, threads),
-                ).fetchall()
-                self.ids += [str(row[0]) for row in rows]
+            self._insert_sleeps([item.seconds for item in plain if not item.streamed], conn)
+            self._insert_ticks([item.seconds for item in plain if item.streamed], conn)
+            self._insert_turns(on_threads, conn)
+
+    def _insert_sleeps(self, seconds: list[float], conn: psycopg.Connection[Any]) -> None:
+        if not seconds:
+            return
+        rows = conn.execute(
+            "INSERT INTO lg_deploy.executions (graph_id, input, max_attempts)"
+            " SELECT 'sleep', jsonb_build_object('seconds', s), %s"
+            " FROM unnest(%s::float8[]) AS s RETURNING execution_id",
+            (self.plan.max_attempts, seconds),
+        ).fetchall()
+        self.ids += [str(row[0]) for row in rows]
+
+    def _insert_ticks(self, seconds: list[float], conn: psycopg.Connection[Any]) -> None:
+        if not seconds:
+            return
+        rows = conn.execute(
+            "INSERT INTO lg_deploy.executions (graph_id, input, max_attempts, stream_mode)"
+            " SELECT 'ticks', jsonb_build_object('ticks', %s::integer, 'seconds', s), %s,"
+            " %s::text[] FROM unnest(%s::float8[]) AS s RETURNING execution_id",
+            (self.plan.ticks, self.plan.max_attempts, list(TICKS_STREAM_MODES), seconds),
+        ).fetchall()
+        self.ids += [str(row[0]) for row in rows]
+        for (run_id,) in rows:
+            self.clients.follow(str(run_id), None, self.plan.clients_per_run)
+
+    def _insert_turns(
+        self, items: list[tuple[_Submission, str]], conn: psycopg.Connection[Any]
+    ) -> None:
+        if not items:
+            return
+        rows = conn.execute(
+            "INSERT INTO lg_deploy.executions"
+            " (graph_id, input, thread_id, max_attempts, stream_mode)"
+            " SELECT 'turns', jsonb_build_object('run', r, 'seconds', s), t, %s,"
+            " CASE WHEN streamed THEN %s::text[] END"
+            " FROM unnest(%s::integer[], %s::float8[], %s::uuid[], %s::boolean[])"
+            " AS u(r, s, t, streamed)"
+            " RETURNING execution_id, thread_id, stream_mode IS NOT NULL",
+            (
+                self.plan.max_attempts,
+                list(THREAD_STREAM_MODES),
+                [item.run for item, _ in items],
+                [item.seconds for item, _ in items],
+                [thread_id for _, thread_id in items],
+                [item.streamed for item, _ in items],
+            ),
+        ).fetchall()
+        self.ids += [str(row[0]) for row in rows]
+        for run_id, thread_id, streamed in rows:
+            if streamed:
+                self.clients.follow(str(run_id), str(thread_id), self.plan.clients_per_run)
 
     def _kill(self, _pid: int) -> None:
         candidates = [p for p in self.fleet.live() if p.pid not in self.fleet.paused]
@@ -333,6 +323,10 @@ class _Run:
         victim.wait(timeout=STOP_SECONDS)
         self.fleet.start_one()
         self.faults["kills"] += 1
+
+    def _api_kill(self, _pid: int) -> None:
+        self.api.kill_one(self.rng)
+        self.faults["api_kills"] += 1
 
     def _restart(self, _pid: int) -> None:
         self.cluster.restart_immediate()
@@ -389,28 +383,48 @@ class _Run:
 
 
 def run_chaos(cluster: Cluster, plan: ChaosPlan, log_dir: Path) -> ChaosReport:
-    """Run `plan` on a new database of `cluster`, stop every worker, and check it from SQL."""
+    """Run `plan` on a new database of `cluster`, stop every process, and check it from SQL and
+    what the streaming clients received."""
     log_dir.mkdir(parents=True, exist_ok=True)
     url = cluster.create_database()
     run = _Run(plan, cluster, url, log_dir)
     run.create_threads()
     began = time.monotonic()
+    received: list[ReceivedStream] = []
     try:
-        run.start_workers()
+        run.start_processes()
         last_fault = run.play()
         settled = run.wait_terminal(last_fault)
+        received = run.clients.finish(plan.stream_end_seconds)
         crashed = run.fleet.crashed()
+        crashed_servers = run.api.crashed()
     finally:
+        run.clients.finish(0.0)  # after an error: the clients, if still going, go
+        run.api.stop_all()
         run.fleet.stop_all()
-    report = check(url, run.ids, run.thread_ids, seed=plan.seed)
+    report = check(url, run.ids, run.thread_ids, seed=plan.seed, streams=received)
     report.terminal_after_last_fault_seconds = settled
     report.run_seconds = time.monotonic() - began
     report.crashed_workers = len(crashed)
+    report.crashed_servers = len(crashed_servers)
     report.faults = run.faults
-    for process in crashed:
-        report.notes.append(f"worker pid {process.pid} exited {process.returncode}")
-    report.notes.append(f"worker logs: {log_dir}")
+    for process in [*crashed, *crashed_servers]:
+        report.notes.append(f"pid {process.pid} exited {process.returncode}")
+    report.notes.append(f"worker and serve logs: {log_dir}")
     return report
+
+
+def stream_line(streams: StreamFigures) -> str:
+    """The stream figures of one run in words."""
+    return (
+        f"streams: {streams.streamed_runs} runs ({streams.retried_runs} with events of several"
+        f" attempts), {streams.stored_events} events stored; {streams.clients} clients received"
+        f" {streams.received_events} over {streams.connections} connections ({streams.hangups}"
+        f" hung up by the client, {streams.broken} broken, {streams.refused} requests refused);"
+        f" lost {streams.lost}, duplicated {streams.duplicated}, out of order"
+        f" {streams.out_of_order}, mismatched {streams.mismatched}, unfinished"
+        f" {streams.unfinished}, silent {streams.silent}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -429,14 +443,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restarts", type=int, default=10, help="M")
     parser.add_argument("--terminations", type=int, default=20, help="J")
     parser.add_argument("--pauses", type=int, default=10, help="P")
+    parser.add_argument(
+        "--streamed-runs",
+        type=int,
+        default=None,
+        help=f"S of the N followed by streaming clients (default N/{STREAMED_PER_EXECUTIONS})",
+    )
+    parser.add_argument("--api-kills", type=int, default=10, help="A serve process SIGKILLs")
     parser.add_argument("--window", type=float, default=120.0, help="fault window, seconds")
     parser.add_argument("--log-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     log_root = args.log_dir or Path(tempfile.mkdtemp(prefix="lgd-chaos-logs-"))
-    print(f"worker logs under {log_root}", flush=True)
+    print(f"worker and serve logs under {log_root}", flush=True)
     print(table_header(), flush=True)
     thread_runs = args.executions // 10 if args.thread_runs is None else args.thread_runs
     threads = args.threads if args.threads is not None else -(-thread_runs // RUNS_PER_THREAD)
+    streamed = args.streamed_runs
+    streamed = args.executions // STREAMED_PER_EXECUTIONS if streamed is None else streamed
     reports = []
     cluster = Cluster()
     try:
@@ -450,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
                 restarts=args.restarts,
                 terminations=args.terminations,
                 pauses=args.pauses,
+                streamed_runs=streamed,
+                api_kills=args.api_kills,
                 fault_window_seconds=args.window,
                 submit_batches=max(1, round(args.window / SUBMIT_EVERY_SECONDS)),
             )
@@ -462,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {report.seed}: {count} FAILED: {reason}")
         for reason, count in report.retry_reasons.items():
             print(f"seed {report.seed}: {count} retried: {reason}")
+        print(f"seed {report.seed}: {stream_line(report.streams)}")
         for note in [] if report.ok else report.notes:
             print(f"seed {report.seed}: {note}")
     failing = [report.seed for report in reports if not report.ok]
