@@ -27,7 +27,17 @@ from bench.server import Server
 # the whole suite stays under 15 minutes.
 HEAVY = ("drain", "depth", "peer")
 HEAVY_REPEAT = 2
-GROUPS = ["graph-only", "drain", "raw-sql", "pickup", "http", "depth", "concurrency", "peers"]
+GROUPS = [
+    "graph-only",
+    "drain",
+    "raw-sql",
+    "pickup",
+    "http",
+    "depth",
+    "concurrency",
+    "streaming",
+    "peers",
+]
 
 
 def machine(server: Server) -> dict[str, str]:
@@ -127,6 +137,29 @@ def plan(server: Server, sizes: Sizes, only: set[str]) -> list[tuple[str, Callab
             (
                 f"concurrency: 50 ms graph, {sizes.sleep_concurrency:,} slots",
                 lambda: measure.concurrency(server, sizes),
+            )
+        )
+    if want("streaming"):
+        from bench import streaming
+
+        stream = streaming.QUICK if sizes == QUICK else streaming.StreamSizes()
+        steps.append(
+            (
+                f"streaming: custom events at {streaming.EMIT_RATE:g}/s, worker -> client",
+                lambda: streaming.latency(server, stream),
+            )
+        )
+        steps.append(
+            (
+                f"streaming: {2 * stream.words - 1:,} tokens (messages-tuple) vs in-process",
+                lambda: streaming.throughput(server, stream),
+            )
+        )
+        steps.append(
+            (
+                f"streaming: {stream.clients:,} clients x {streaming.CLIENT_EVENTS} events,"
+                " 1 API process",
+                lambda: streaming.clients(server, stream),
             )
         )
     if want("peers"):

@@ -35,6 +35,10 @@ EXPECTED = {
     "HTTP POST /executions": ["lg-deploy requests/s", "bare requests/s", "ratio %"],
     "depth": ["shallow executions/s", "deep executions/s", "ratio %"],
     "concurrency": ["executions/s", "% of slots/50ms", "peak RSS MB"],
+    # --quick streaming sizes (bench.streaming.QUICK): a 100-word reply, 10 clients
+    "streaming: custom events": ["p50 ms", "p99 ms"],
+    "streaming: 199 tokens": ["served tokens/s", "in-process tokens/s", "ratio %"],
+    "streaming: 10 clients": ["events stored", "events delivered"],
 }
 
 
@@ -67,6 +71,9 @@ def test_bench_quick_run_produces_a_number_for_every_measurement(tmp_path: Path)
             assert isinstance(median, float), (prefix, metric, median)
             assert math.isfinite(median), (prefix, metric, median)
             assert median > 0, (prefix, metric, median)
+    streamed = next(v for k, v in results.items() if k.startswith("streaming: 10 clients"))
+    assert streamed["stats"]["lost"]["max"] == 0
+    assert streamed["stats"]["duplicated"]["max"] == 0
     assert "| measurement | metric | median | min | max |" in done.stdout
     assert "## Machine" in done.stdout
     assert "## Targets" in done.stdout

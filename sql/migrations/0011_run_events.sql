@@ -17,7 +17,7 @@ COMMENT ON COLUMN lg_deploy.executions.stream_mode IS
 COMMENT ON COLUMN lg_deploy.executions.stream_subgraphs IS
     'Whether subgraphs'' events are recorded too (as mode|namespace).';
 COMMENT ON COLUMN lg_deploy.executions.stream_resumable IS
-    'Whether the run was created with stream_resumable: its events then carry SSE ids.';
+    'Whether the run was created with stream_resumable (accepted: every stream sends its ids).';
 
 CREATE TABLE lg_deploy.run_events (
     event_id     bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -12,7 +12,7 @@ WITH holder AS (
 ), inserted AS (
     INSERT INTO lg_deploy.run_events (execution_id, thread_id, attempt, event, data)
     SELECT h.execution_id, h.thread_id, %(attempt)s, e.event, e.data
-    FROM holder h, unnest(%(events)s::text[], %(datas)s::text[]) WITH ORDINALITY AS e (event, data, n)
+    FROM holder h, unnest(%(events)b::text[], %(datas)b::text[]) WITH ORDINALITY AS e (event, data, n)
     ORDER BY e.n
     RETURNING 1
 )
