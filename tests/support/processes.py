@@ -64,7 +64,7 @@ class Workers:
 
     def start(self, **settings: str) -> Worker:
         """A running worker (its LISTEN connection up) with extra LG_DEPLOY_* `settings`."""
-        listening = len(listener_pids(self.sql))
+        listening = set(listener_pids(self.sql))  # a killed worker's may still be among them
         log_path = self.tmp_path / f"worker-{len(self.started)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -78,7 +78,7 @@ class Workers:
 
         def ready() -> bool:
             worker.assert_alive()
-            return len(listener_pids(self.sql)) > listening
+            return bool(set(listener_pids(self.sql)) - listening)
 
         wait_until(ready, START_SECONDS)
         return worker
