@@ -285,3 +285,36 @@ async def test_a_worker_killed_mid_stream_is_continued_by_another_and_the_stream
     ).fetchall()
     assert ("RUNNING", "QUEUED") in history
     assert history[-1] == ("RUNNING", "COMPLETED")
+
+
+@pytest.mark.req("STREAM-MODES")
+async def test_every_stream_mode_and_subgraphs_reach_the_client_as_the_platform_names_them(
+    client: LangGraphClient, workers: Workers, graphs_env: dict[str, str]
+) -> None:
+    """Legacy messages (metadata, partial growing to the whole reply), tasks, checkpoints,
+    debug, events, and a subgraph's updates as `updates|inner:<id>` with stream_subgraphs."""
+    workers.start(LG_DEPLOY_CONFIG=graphs_env["LG_DEPLOY_CONFIG"])
+    thread = await client.threads.create()
+    modes: list[Any] = ["messages", "tasks", "checkpoints", "debug", "events", "updates"]
+    parts = [
+        part
+        async for part in client.runs.stream(
+            thread["thread_id"],
+            "tokens",
+            input={"prompt": "one two"},
+            stream_mode=modes,
+            stream_subgraphs=True,
+        )
+    ]
+    names = {part.event for part in parts}
+    for name in ("messages/metadata", "messages/partial", "tasks", "checkpoints", "debug"):
+        assert name in names, sorted(names)
+    partial = [part.data for part in parts if part.event == "messages/partial"]
+    assert partial[-1][0]["content"] == "one two"
+    assert partial[-1][0]["type"] == "ai"
+    kinds = {part.data["event"] for part in parts if part.event == "events"}
+    assert {"on_chain_start", "on_chat_model_stream", "on_chain_end"} <= kinds
+    inner = [part for part in parts if part.event.startswith("updates|inner:")]
+    assert inner, sorted(names)
+    assert inner[0].data == {"note_inside": {"inner": "noted"}}
+    assert "updates" in names
