@@ -32,6 +32,7 @@ from tests.support.database import TEST_DBNAME, apply_migrations, database_exist
 pytest_plugins = [
     "tests.traceability",
     "tests.support.backends",
+    "tests.support.browser",
     "tests.support.graphs",
     "tests.support.processes",
     "tests.support.roles",

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.processes import LG_DEPLOY_COMMAND
-from tests.support.servers import free_port, running_server
+from tests.support.servers import free_port, running_server, served_in_thread
 
 TRACEBACK = 'Traceback (most recent call last):\n  File "agent.py", line 3\nValueError: boom\n'
 SERVER_MODULES = ("langgraph", "uvicorn", "psycopg_pool", "starlette")
@@ -85,14 +84,8 @@ class _StubApi(BaseHTTPRequestHandler):
 @pytest.fixture
 def stub_url() -> Iterator[str]:
     """The URL of a stub lg-deploy API in a thread of this process."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StubApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with served_in_thread(_StubApi) as url:
+        yield url
 
 
 @pytest.mark.req("CLI-EXIT-CODES", "CLI-CLIENT")

@@ -23,6 +23,7 @@ from tests.support.processes import (
     status_counts,
     wait_all_completed,
 )
+from tests.support.sql import status_of
 from tests.support.waiting import wait_until
 
 SqlConn = psycopg.Connection[Any]
@@ -34,15 +35,6 @@ def insert_one(sql: SqlConn, graph_id: str, graph_input: str) -> str:
         "INSERT INTO lg_deploy.executions (graph_id, input) VALUES (%s, %s::jsonb)"
         " RETURNING execution_id",
         (graph_id, graph_input),
-    ).fetchone()
-    assert row is not None
-    return str(row[0])
-
-
-def status_of(sql: SqlConn, execution_id: str) -> str:
-    """The execution's status now."""
-    row = sql.execute(
-        "SELECT status FROM lg_deploy.executions WHERE execution_id = %s", (execution_id,)
     ).fetchone()
     assert row is not None
     return str(row[0])

@@ -37,6 +37,8 @@ def create_app(
     graphs: GraphRegistry | None = None,
 ) -> Starlette:
     """The API with workers in its lifespan; pass a memory `store` to run over your own."""
+    from lg_deploy.console.app import console_mount  # the console builds on this package
+
     settings = settings or load_settings(os.environ)
     metrics = Metrics()
     openapi = build_openapi()
@@ -70,6 +72,7 @@ def create_app(
             *routes(),
             *langgraph_routes(),
             Route("/openapi.json", openapi_json, methods=["GET"]),
+            console_mount(),
         ],
         middleware=[
             Middleware(StartupErrors),

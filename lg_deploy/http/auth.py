@@ -1,4 +1,7 @@
-"""Optional API key: required on every route but liveness when LG_DEPLOY_API_KEY is set."""
+"""Optional API key: required on every route but liveness when LG_DEPLOY_API_KEY is set.
+
+The console (/ui) checks it itself: by the same headers, or the session its sign-in form sets.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from lg_deploy.http.errors import ApiError, error_response
 logger = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/healthz"})
+CONSOLE_PREFIX = "/ui"
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -46,6 +50,11 @@ def warn_if_exposed(host: str, api_key: str | None) -> None:
         )
 
 
+def _open(path: str) -> bool:
+    """True for liveness and the console (which signs its users in itself)."""
+    return path in OPEN_PATHS or path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
+
+
 class ApiKeyMiddleware:
     """Answers 401 JSON unless the request presents the configured key (constant-time compare)."""
 
@@ -55,7 +64,7 @@ class ApiKeyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the key on HTTP requests to protected paths."""
-        if self.expected is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if self.expected is None or scope["type"] != "http" or _open(scope["path"]):
             await self.app(scope, receive, send)
             return
         given = presented_key(scope["headers"])

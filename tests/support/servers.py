@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +102,17 @@ def finished(client: httpx.Client, execution_id: str) -> dict[str, Any]:
     state: dict[str, Any] = answer.json()
     assert state["status"] in ("COMPLETED", "FAILED"), state
     return state
+
+
+@contextmanager
+def served_in_thread(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """An http.server of `handler` on a free port of 127.0.0.1 in a thread; yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

@@ -64,3 +64,12 @@ def scalar(sql: SqlConn, query: str, *params: Any) -> Any:
 def count_running(sql: SqlConn) -> int:
     """How many executions are RUNNING."""
     return int(scalar(sql, "SELECT count(*) FROM lg_deploy.executions WHERE status = 'RUNNING'"))
+
+
+def status_of(sql: SqlConn, execution_id: str) -> str:
+    """The execution's status now, as psql reads it."""
+    row = sql.execute(
+        "SELECT status FROM lg_deploy.executions WHERE execution_id = %s", (execution_id,)
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
