@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import psycopg
@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 async def postgres_checkpointer(conninfo: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
     """An AsyncPostgresSaver on its own small pool, its tables created in schema lg_deploy."""
     search_path = await while_unreachable(
-        lambda: _search_path_kwargs(conninfo), "checkpointer search path"
+        lambda: search_path_kwargs(conninfo), "checkpointer search path"
     )
     pool = await open_pool(
         conninfo,
@@ -115,7 +115,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
             raise StaleAttempt(fence["execution_id"], fence["attempt"])
 
 
-async def _search_path_kwargs(conninfo: str) -> dict[str, Any]:
+async def search_path_kwargs(conninfo: str) -> dict[str, Any]:
     """The connection keywords that put the saver's unqualified tables in schema lg_deploy.
 
     LangGraph's saver names its tables without a schema, so its connections need lg_deploy
@@ -146,7 +146,21 @@ async def _search_path_kwargs(conninfo: str) -> dict[str, Any]:
 
 
 async def _setup_once(conninfo: str, saver: AsyncPostgresSaver) -> None:
-    """Run the saver's setup in one process at a time, and tolerate two at once behind PgBouncer.
+    """Run the saver's setup in one process at a time (setup_once)."""
+    await setup_once(
+        conninfo, saver.setup, _is_current, collisions=SETUP_COLLISIONS, what="checkpointer"
+    )
+
+
+async def setup_once(
+    conninfo: str,
+    setup: Callable[[], Awaitable[None]],
+    is_current: Callable[[psycopg.AsyncConnection[Any]], Awaitable[bool]],
+    *,
+    collisions: int,
+    what: str,
+) -> None:
+    """Run a LangGraph `setup` in one process at a time, and tolerate two at once behind PgBouncer.
 
     A polled try-lock, not a blocking lock: setup runs CREATE INDEX CONCURRENTLY, which waits
     for other sessions' snapshots, so a process blocked on the lock would deadlock with it (and
@@ -154,25 +168,26 @@ async def _setup_once(conninfo: str, saver: AsyncPostgresSaver) -> None:
     session lock is taken on whichever server connection serves the statement, where another
     client's try can find it held by "itself": so each poll first checks whether the tables are
     already current, and a setup that collides with another one (a duplicate migration row, a
-    catalog row the other just created, a deadlock between their DDL) starts over from that check.
+    catalog row the other just created, a deadlock between their DDL) starts over from that check,
+    at most `collisions` times (each is a step another process took).
     """
-    collisions = 0
+    collided = 0
     async with await psycopg.AsyncConnection.connect(
         conninfo, autocommit=True, prepare_threshold=None
     ) as conn:
-        while not await _is_current(conn):  # current: a role without DDL rights can start
+        while not await is_current(conn):  # current: a role without DDL rights can start
             cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_LOCK_KEY,))
             row = await cursor.fetchone()
             if not (row and row[0]):
                 await asyncio.sleep(SETUP_POLL_SECONDS)
                 continue
             try:
-                await saver.setup()
+                await setup()
             except _COLLISIONS:
-                collisions += 1
-                if collisions >= SETUP_COLLISIONS:
+                collided += 1
+                if collided >= collisions:
                     raise
-                logger.info("checkpointer setup ran beside another process's; checking again")
+                logger.info("%s setup ran beside another process's; checking again", what)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))
 

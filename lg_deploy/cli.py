@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from lg_deploy.client import ApiCallError
 from lg_deploy.client_commands import Handler, add_client_commands
+from lg_deploy.cron_commands import add_cron_commands
 from lg_deploy.errors import ConfigError, GraphLoadError
 from lg_deploy.exits import (
     EXIT_CONFIG,
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--batch-size", type=int, help="rows deleted per statement")
     prune.set_defaults(handler=_prune)
     add_client_commands(commands)
+    add_cron_commands(commands.add_parser("cron", help="create, list, change and delete crons"))
     return parser
 
 

@@ -63,18 +63,20 @@ def _every_interface(host: str) -> bool:
         return False
 
 
-def _client(args: argparse.Namespace, settings: Settings) -> Client:
+def client_for(args: argparse.Namespace, settings: Settings) -> Client:
+    """The client of the server the command names (--url, or the settings' host and port)."""
     host = "127.0.0.1" if _every_interface(settings.host) else settings.host
     return Client(args.url or f"http://{host}:{settings.port}", api_key=settings.api_key)
 
 
-def _print(value: Any) -> None:
+def print_json(value: Any) -> None:
+    """A JSON answer on stdout, indented."""
     print(json.dumps(value, indent=2))
 
 
 def _print_execution(execution: Any) -> None:
     """The execution as JSON on stdout; its traceback, if it has one, as text on stderr."""
-    _print(execution)
+    print_json(execution)
     traceback = execution.get("traceback") if isinstance(execution, dict) else None
     if isinstance(traceback, str) and traceback.strip():
         print(traceback.rstrip("\n"), file=sys.stderr)
@@ -93,11 +95,11 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as error:
         print(f"lg-deploy: --input is not JSON: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    client = _client(args, settings)
+    client = client_for(args, settings)
     body = {"graph_id": args.graph_id, "input": payload, "priority": args.priority}
     execution = client.call("POST", "/executions", body=body)
     if not args.wait:
-        _print(execution)
+        print_json(execution)
         return EXIT_OK
     final = client.wait(execution["execution_id"], args.timeout)
     _print_execution(final)
@@ -105,29 +107,29 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _get(args: argparse.Namespace, settings: Settings) -> int:
-    _print_execution(_client(args, settings).call("GET", f"/executions/{args.execution_id}"))
+    _print_execution(client_for(args, settings).call("GET", f"/executions/{args.execution_id}"))
     return EXIT_OK
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     query = {"status": args.status, "graph_id": args.graph_id, "limit": args.limit}
     query["cursor"] = args.cursor
-    _print(_client(args, settings).call("GET", "/executions", query=query))
+    print_json(client_for(args, settings).call("GET", "/executions", query=query))
     return EXIT_OK
 
 
 def _wait(args: argparse.Namespace, settings: Settings) -> int:
-    final = _client(args, settings).wait(args.execution_id, args.timeout)
+    final = client_for(args, settings).wait(args.execution_id, args.timeout)
     _print_execution(final)
     return _outcome(final)
 
 
 def _cancel(args: argparse.Namespace, settings: Settings) -> int:
     path = f"/executions/{args.execution_id}/cancel"
-    _print(_client(args, settings).call("POST", path))
+    print_json(client_for(args, settings).call("POST", path))
     return EXIT_OK
 
 
 def _events(args: argparse.Namespace, settings: Settings) -> int:
-    _print(_client(args, settings).call("GET", f"/executions/{args.execution_id}/events"))
+    print_json(client_for(args, settings).call("GET", f"/executions/{args.execution_id}/events"))
     return EXIT_OK

@@ -21,6 +21,7 @@ import pydantic
 import pydantic_core
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
+from langgraph.store.base import BaseStore
 from langgraph.types import Command, Send
 
 from lg_deploy.db import jsonb
@@ -104,7 +105,8 @@ class GraphRegistry:
     """Graph names mapped to `langgraph.json` specs; each graph is loaded and compiled once.
 
     `checkpointer` (optional) saves thread-less runs' steps; `thread_checkpointer` holds the
-    threads' checkpoints (runs on a thread, and runs given config or context).
+    threads' checkpoints (runs on a thread, and runs given config or context). `store` (optional)
+    is given to every graph, as LangGraph's server does: get_store() in a node returns it.
     """
 
     def __init__(
@@ -114,11 +116,13 @@ class GraphRegistry:
         base_dir: Path | None = None,
         checkpointer: BaseCheckpointSaver[Any] | None = None,
         thread_checkpointer: BaseCheckpointSaver[Any] | None = None,
+        store: BaseStore | None = None,
     ) -> None:
         self._specs = dict(specs)
         self._base_dir = base_dir if base_dir is not None else Path.cwd()
         self._checkpointer = checkpointer
         self._thread_checkpointer = thread_checkpointer or checkpointer
+        self._store = store
         self._graphs: dict[str, CompiledGraph] = {}
         self._thread_graphs: dict[str, CompiledGraph] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -249,6 +253,7 @@ class GraphRegistry:
         return await saver.aget_tuple({"configurable": configurable}) is not None
 
     def _with_checkpointer(self, graph: CompiledGraph) -> CompiledGraph:
+        graph = _with_store(graph, self._store)
         return graph if self._checkpointer is None else _with_saver(graph, self._checkpointer)
 
     def _spec(self, graph_id: str) -> str:
@@ -266,6 +271,15 @@ def _with_saver(graph: CompiledGraph, saver: BaseCheckpointSaver[Any] | None) ->
     if copy is None:
         raise GraphLoadError(f"{type(graph).__name__} cannot take a checkpointer")
     return cast(CompiledGraph, copy(update={"checkpointer": saver}))
+
+
+def _with_store(graph: CompiledGraph, store: BaseStore | None) -> CompiledGraph:
+    """A copy of `graph` given `store` (over any it was compiled with); a look-alike with no
+    `copy` is kept as it is."""
+    copy = getattr(graph, "copy", None)
+    if store is None or copy is None:
+        return graph
+    return cast(CompiledGraph, copy(update={"store": store}))
 
 
 def _unfinished(snapshot: Any) -> bool:

@@ -154,6 +154,11 @@ class ExecutionState(BaseModel):
     )
     stream_subgraphs: bool = Field(default=False, description="record subgraphs' events too")
     stream_resumable: bool = Field(default=False, description="its events carry SSE ids")
+    webhook: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="POSTed to once final (docs/webhooks.md); null: the deployment default",
+    )
 
     @field_validator("execution_id", "thread_id", "assistant_id")
     @classmethod

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from lg_deploy.checkpoints import tables_exist
 from lg_deploy.db.queries import query
 from lg_deploy.tasks import cancel_and_wait
+from lg_deploy.threads.postgres import PostgresThreadStore
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,28 @@ async def prune_stream_events(
         await asyncio.sleep(0)
 
 
+async def prune_threads(
+    pool: AsyncConnectionPool[Any],
+    ttl_seconds: float,
+    *,
+    batch_size: int = PRUNE_BATCH_SIZE,
+) -> int:
+    """Delete threads unchanged for `ttl_seconds` with no run in flight (their runs and
+    checkpoints too), batch by batch; how many."""
+    threads = PostgresThreadStore(pool)
+    params = {"ttl_seconds": ttl_seconds, "batch_size": batch_size}
+    deleted = 0
+    while True:
+        async with pool.connection() as conn:
+            cursor = await conn.execute(query("expired_threads"), params)
+            ids = [str(row[0]) for row in await cursor.fetchall()]
+        if ids:
+            deleted += await threads.delete_many(ids)
+        if len(ids) < batch_size:
+            return deleted
+        await asyncio.sleep(0)
+
+
 @contextlib.asynccontextmanager
 async def retention_loop(
     pool: AsyncConnectionPool[Any],
@@ -95,10 +118,12 @@ async def retention_loop(
     interval_seconds: float,
     *,
     stream_events_seconds: float | None = None,
+    thread_ttl_seconds: float | None = None,
 ) -> AsyncIterator[None]:
     """While the block runs, every interval: prune executions older than `retention_seconds`,
-    and the stream events of runs final for longer than `stream_events_seconds`."""
-    if retention_seconds is None and stream_events_seconds is None:
+    the stream events of runs final for longer than `stream_events_seconds`, and threads
+    unchanged for `thread_ttl_seconds`."""
+    if retention_seconds is None and stream_events_seconds is None and thread_ttl_seconds is None:
         yield
         return
 
@@ -112,6 +137,10 @@ async def retention_loop(
                 deleted = await prune(pool, retention_seconds) if retention_seconds else 0
                 if deleted > 0:
                     logger.info("retention deleted %d finished executions", deleted)
+                if thread_ttl_seconds is not None:
+                    expired = await prune_threads(pool, thread_ttl_seconds)
+                    if expired > 0:
+                        logger.info("retention deleted %d expired threads", expired)
             except Exception as error:
                 logger.warning("retention failed (%s); will retry", error)
             await asyncio.sleep(interval_seconds)

@@ -14,12 +14,15 @@ from typing import Any
 import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.base import BaseStore
 from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.assistants.memory import InMemoryAssistantStore
 from lg_deploy.assistants.postgres import PostgresAssistantStore
 from lg_deploy.assistants.protocol import AssistantStore
 from lg_deploy.checkpoints import memory_checkpointer, postgres_checkpointer
+from lg_deploy.crons.store import PostgresCronStore
+from lg_deploy.crons.ticker import cron_loop
 from lg_deploy.db.embedded import start_embedded
 from lg_deploy.db.listener import (
     CANCEL_CHANNEL,
@@ -32,6 +35,7 @@ from lg_deploy.db.migrations import migrate
 from lg_deploy.db.pool import open_pool
 from lg_deploy.fleet import Fleet
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
+from lg_deploy.item_store import memory_item_store, postgres_item_store
 from lg_deploy.loopwatch import LoopWatch
 from lg_deploy.metrics import Metrics
 from lg_deploy.models import CancelAction, ExecutionState, ExecutionStatus, UnservedGraph
@@ -50,6 +54,7 @@ from lg_deploy.streams.protocol import EventLog
 from lg_deploy.threads.memory import InMemoryThreadStore
 from lg_deploy.threads.postgres import PostgresThreadStore
 from lg_deploy.threads.protocol import ThreadStore
+from lg_deploy.webhooks.running import Webhooks, open_webhooks
 from lg_deploy.worker import ExecutionWorker, GraphRunner, make_worker_id
 from lg_deploy.worker.intake import Intake
 from lg_deploy.worker.leases import BlockingRenewal
@@ -73,6 +78,9 @@ class Runtime:
     assistants: AssistantStore = field(default_factory=InMemoryAssistantStore)
     events: EventLog | None = None
     hub: StreamHub = field(default_factory=StreamHub)
+    item_store: BaseStore | None = None  # LangGraph's store (/store, get_store()); None: no tables
+    crons: PostgresCronStore | None = None  # None: the memory backend keeps no crons
+    webhooks: Webhooks | None = None  # None: the memory backend sends no webhooks
 
     def announce(self) -> None:
         """An execution was just stored as QUEUED: this process's claimer claims now.
@@ -107,11 +115,12 @@ def build_registry(
     cwd: Path | None = None,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
     thread_checkpointer: BaseCheckpointSaver[Any] | None = None,
+    store: BaseStore | None = None,
 ) -> GraphRegistry:
     """The configured graphs, or the shipped examples when none are configured.
 
     `checkpointer` is used for thread-less runs only when LG_DEPLOY_CHECKPOINTS is on;
-    runs on a thread always use `thread_checkpointer`.
+    runs on a thread always use `thread_checkpointer`. Every graph is given `store`.
     """
     specs = settings.graphs if settings.graphs else DEFAULT_GRAPHS
     base_dir = settings.config.resolve().parent if settings.config else cwd or Path(os.getcwd())
@@ -120,6 +129,7 @@ def build_registry(
         base_dir=base_dir,
         checkpointer=checkpointer if settings.checkpoints else None,
         thread_checkpointer=thread_checkpointer or checkpointer,
+        store=store,
     )
     registry.load_all()
     return registry
@@ -147,9 +157,13 @@ async def open_runtime(
     `finish_notices=False` (a worker without HTTP waits) does not LISTEN for finished runs.
     """
     if settings.backend == "memory":
-        registry = graphs or build_registry(settings, checkpointer=memory_checkpointer())
+        kept = memory_item_store()
+        registry = graphs or build_registry(
+            settings, checkpointer=memory_checkpointer(), store=kept
+        )
         store = InMemoryExecutionStore()
-        async with runtime_over(settings, store, graphs=registry, metrics=metrics) as rt:
+        opened = runtime_over(settings, store, graphs=registry, metrics=metrics, item_store=kept)
+        async with opened as rt:
             yield rt
         return
     with contextlib.ExitStack() as stack:
@@ -158,13 +172,15 @@ async def open_runtime(
             await migrate(conninfo)
         async with contextlib.AsyncExitStack() as async_stack:
             saver = await _open_checkpointer(async_stack, conninfo, settings)
-            registry = graphs or build_registry(settings, checkpointer=saver)
+            items = await _open_item_store(async_stack, conninfo, settings)
+            registry = graphs or build_registry(settings, checkpointer=saver, store=items)
             channels: tuple[str, ...] = CHANNELS
             if not finish_notices:  # a worker alone waits for no run and streams to nobody
                 channels = _without(_without(CHANNELS, FINISHED_CHANNEL), EVENTS_CHANNEL)
             async with _postgres_runtime(
                 settings, registry, conninfo, metrics, channels
             ) as runtime:
+                runtime.item_store = items
                 yield runtime
 
 
@@ -189,6 +205,22 @@ async def _open_checkpointer(
         return None
 
 
+async def _open_item_store(
+    stack: contextlib.AsyncExitStack, conninfo: str, settings: Settings
+) -> BaseStore | None:
+    """LangGraph's Postgres store; None (the /store routes answer 503, get_store() fails) for
+    a role that may not create its tables before the owner has."""
+    try:
+        return await stack.enter_async_context(postgres_item_store(conninfo, settings))
+    except psycopg.errors.InsufficientPrivilege as error:
+        logger.warning(
+            "store tables missing and this role may not create them (%s): the store is"
+            " unavailable until the owner starts lg-deploy once",
+            str(error).splitlines()[0],
+        )
+        return None
+
+
 @contextlib.asynccontextmanager
 async def runtime_over(
     settings: Settings,
@@ -196,9 +228,12 @@ async def runtime_over(
     *,
     graphs: GraphRegistry | None = None,
     metrics: Metrics | None = None,
+    item_store: BaseStore | None = None,
 ) -> AsyncIterator[Runtime]:
-    """A runtime over a given memory store (the memory backend, tests' fakes), worker running."""
-    registry = graphs or build_registry(settings)
+    """A runtime over a given memory store (the memory backend, tests' fakes), worker running;
+    LangGraph's store is `item_store`, or a new InMemoryStore."""
+    items = memory_item_store() if item_store is None else item_store
+    registry = graphs or build_registry(settings, store=items)
     claimer = MemoryClaimer(store, worker_id=make_worker_id(), lease_seconds=settings.lease_seconds)
     hub = StreamHub()
     events = InMemoryEventLog(store, hub.notify)
@@ -206,7 +241,16 @@ async def runtime_over(
     async with _running(worker, settings, metrics):
         saver = registry.thread_saver
         threads = InMemoryThreadStore(store, saver if isinstance(saver, InMemorySaver) else None)
-        yield Runtime(settings, store, registry, worker, threads=threads, events=events, hub=hub)
+        yield Runtime(
+            settings,
+            store,
+            registry,
+            worker,
+            threads=threads,
+            events=events,
+            hub=hub,
+            item_store=items,
+        )
 
 
 @contextlib.asynccontextmanager
@@ -254,6 +298,13 @@ async def _postgres_runtime(
         settings.retention_seconds,
         settings.retention_interval_seconds,
         stream_events_seconds=settings.stream_events_seconds,
+        thread_ttl_seconds=settings.thread_ttl_seconds,
+    )
+    crons = cron_loop(
+        pool,
+        interval_seconds=settings.cron_interval_seconds,
+        missed_seconds=settings.cron_missed_seconds,
+        max_attempts=settings.max_attempts,
     )
     fleet = Fleet(
         pool,
@@ -269,7 +320,10 @@ async def _postgres_runtime(
         try:
             if settings.run_graphs:  # an API-only process serves no graph to the fleet
                 await fleet.start()
-            async with _running(worker, settings, metrics), retention:
+            webhooks = open_webhooks(
+                settings, pool, worker_id=worker_id, load=store.get, listener=listener
+            )
+            async with webhooks as hooks, _running(worker, settings, metrics), retention, crons:
                 yield Runtime(
                     settings,
                     store,
@@ -282,6 +336,8 @@ async def _postgres_runtime(
                     assistants,
                     events,
                     hub,
+                    crons=PostgresCronStore(pool),
+                    webhooks=hooks,
                 )
         finally:
             hub.close()

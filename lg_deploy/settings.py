@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from dotenv import dotenv_values
 from dotenv.variables import parse_variables
-from pydantic import Field, PrivateAttr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from lg_deploy.errors import ConfigError
+from lg_deploy.webhooks.allowlist import AllowList
 
 # Defaults that code outside Settings also states (the model, the retry policy, the collector,
 # the pool): they take them from here, the one place.
@@ -38,7 +39,7 @@ ENV_PREFIX = "LG_DEPLOY_"
 # Variables for the test suite itself (LG_DEPLOY_TEST_DATABASE_URL), not settings.
 TEST_PREFIX = "LG_DEPLOY_TEST_"
 # Settings whose values are never echoed in an error (they may hold a password or a key).
-SECRET_FIELDS = frozenset({"database_url", "api_key"})
+SECRET_FIELDS = frozenset({"database_url", "api_key", "webhook_secret"})
 # Config-file keys lg-deploy uses besides the settings (langgraph.json's `graphs` is one of those).
 CONFIG_FILE_KEYS = frozenset({"env"})
 
@@ -73,9 +74,24 @@ class Settings(BaseSettings):
     retention_seconds: float | None = Field(default=None, gt=0)
     retention_interval_seconds: float = Field(default=300.0, gt=0, le=86_400)
     stream_events_seconds: float = Field(default=3600.0, gt=0, le=31_536_000)
+    store_ttl_sweep_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    store_default_ttl_seconds: float | None = Field(default=None, ge=60, le=3_153_600_000)
+    store_refresh_ttl_on_read: bool = True
+    thread_ttl_seconds: float | None = Field(default=None, gt=0)  # None: threads never expire
+    cron_interval_seconds: float = Field(default=1.0, ge=0, le=3600)  # 0: this process ticks none
+    cron_missed_seconds: float = Field(default=60.0, ge=0, le=31_536_000)
     listen: bool = True
     prepared_statements: bool = True
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=86_400)
+    # Webhooks (docs/webhooks.md). The allow-list is checked before the default URL.
+    webhook_allowed_hosts: str = "*"  # `*`: public addresses; names, *.suffixes, IPs, networks
+    webhook_url: str | None = None  # the default for runs naming none; "": clear it; unset: keep
+    webhook_secret: str | None = Field(default=None, min_length=16)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    webhook_max_attempts: int = Field(default=10, ge=1, le=1000)
+    webhook_backoff_seconds: float = Field(default=2.0, ge=0, le=3600)
+    webhook_backoff_max_seconds: float = Field(default=600.0, ge=0, le=86_400)
+    webhook_concurrency: int = Field(default=8, ge=0, le=1000)  # 0: this process sends none
     graphs: dict[str, str] | None = None
     config: Path | None = None
     host: str = "127.0.0.1"
@@ -112,6 +128,20 @@ class Settings(BaseSettings):
                 conninfo_to_dict(value)
             except psycopg.Error:
                 raise ValueError("not a connection string libpq can parse") from None
+        return value
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _parsable_allow_list(cls, value: str) -> str:
+        AllowList.parse(value)
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _allowed_webhook(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """The default webhook must pass the allow-list (no DNS lookup here); "" clears it."""
+        if value and "webhook_allowed_hosts" in info.data:
+            AllowList.parse(info.data["webhook_allowed_hosts"]).check_url(value)
         return value
 
     @field_validator("log_level", mode="before")

@@ -48,12 +48,17 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA lg_deploy
 GRANT USAGE ON SCHEMA lg_deploy TO lg_deploy_producer;
 GRANT INSERT (graph_id, input, priority, max_attempts, run_at, idempotency_key, timeout_seconds,
               metadata, request_id, thread_id, config, context, command, interrupt_before,
-              interrupt_after, multitask_strategy)
+              interrupt_after, multitask_strategy, webhook)
     ON lg_deploy.executions TO lg_deploy_producer;
 GRANT SELECT (execution_id) ON lg_deploy.executions TO lg_deploy_producer;
 GRANT EXECUTE ON FUNCTION lg_deploy.submit(
     text, jsonb, integer, integer, timestamptz, text, double precision, jsonb, text
 ) TO lg_deploy_producer;
+-- It may schedule work too: a cron row (lg-deploy computes its next tick and runs its ticks).
+GRANT INSERT (graph_id, schedule, timezone, input, config, context, metadata, thread_id,
+              interrupt_before, interrupt_after, stream_mode, enabled, end_time)
+    ON lg_deploy.crons TO lg_deploy_producer;
+GRANT SELECT (cron_id) ON lg_deploy.crons TO lg_deploy_producer;
 
 -- Reader: people in psql. Reads everything lg-deploy keeps, changes nothing.
 GRANT USAGE ON SCHEMA lg_deploy TO lg_deploy_reader;
@@ -62,7 +67,9 @@ GRANT SELECT ON lg_deploy.executions, lg_deploy.execution_events,
                 lg_deploy.queue_depth, lg_deploy.recent_failures, lg_deploy.slowest_executions,
                 lg_deploy.workers, lg_deploy.served_graphs, lg_deploy.queued_graphs,
                 lg_deploy.unserved_graphs, lg_deploy.live_workers, lg_deploy.threads,
-                lg_deploy.assistants, lg_deploy.assistant_versions, lg_deploy.run_events
+                lg_deploy.assistants, lg_deploy.assistant_versions, lg_deploy.run_events,
+                lg_deploy.webhook_deliveries, lg_deploy.webhook_attempts,
+                lg_deploy.webhook_defaults, lg_deploy.crons
     TO lg_deploy_reader;
 
 -- Role settings apply to sessions that log in as this very role; members do NOT inherit them.
@@ -92,7 +99,7 @@ GRANT SELECT, DELETE ON lg_deploy.executions TO lg_deploy_service;
 GRANT INSERT (execution_id, graph_id, input, max_attempts, priority, run_at, request_id,
               idempotency_key, timeout_seconds, metadata, thread_id, config, context, command,
               interrupt_before, interrupt_after, multitask_strategy, assistant_id, stream_mode,
-              stream_subgraphs, stream_resumable)
+              stream_subgraphs, stream_resumable, webhook, cron_id, cron_tick)
     ON lg_deploy.executions TO lg_deploy_service;
 GRANT UPDATE (status, output, error, traceback, attempts, max_attempts, priority, run_at,
               worker_id, lease_expires_at, cancel_requested_at, cancel_action, interrupts)
@@ -112,19 +119,28 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON lg_deploy.threads TO lg_deploy_service;
 -- the foreign key's cascade, which runs as the table owner).
 GRANT SELECT, INSERT, UPDATE, DELETE ON lg_deploy.assistants TO lg_deploy_service;
 GRANT SELECT, INSERT ON lg_deploy.assistant_versions TO lg_deploy_service;
+-- Crons are created, changed and deleted through the LangGraph API; every process ticks them
+-- (a tick locks the cron's row, inserts its execution and moves next_run_at on).
+GRANT SELECT, INSERT, UPDATE, DELETE ON lg_deploy.crons TO lg_deploy_service;
 -- Workers append what their runs stream; API processes read it back; pruning deletes it.
 GRANT SELECT, DELETE ON lg_deploy.run_events TO lg_deploy_service;
 GRANT INSERT (execution_id, thread_id, attempt, event, data) ON lg_deploy.run_events
     TO lg_deploy_service;
+-- Webhooks: deliveries are written by the outbox trigger (as owner) and go with their
+-- execution; senders claim and settle them and log each try; processes set the default URL.
+GRANT SELECT, UPDATE ON lg_deploy.webhook_deliveries TO lg_deploy_service;
+GRANT SELECT, INSERT ON lg_deploy.webhook_attempts TO lg_deploy_service;
+GRANT SELECT, UPDATE ON lg_deploy.webhook_defaults TO lg_deploy_service;
 
--- LangGraph's checkpoint tables (runs on a thread, LG_DEPLOY_CHECKPOINTS=true), once the owner
--- has created them (its first start does).
+-- LangGraph's checkpoint tables (runs on a thread, LG_DEPLOY_CHECKPOINTS=true) and store tables
+-- (the /store routes, get_store() in graphs), once the owner has created them (its first start
+-- does).
 DO $$
 DECLARE
     table_name text;
 BEGIN
     FOREACH table_name IN ARRAY ARRAY['checkpoints', 'checkpoint_blobs', 'checkpoint_writes',
-                                      'checkpoint_migrations']
+                                      'checkpoint_migrations', 'store', 'store_migrations']
     LOOP
         IF to_regclass(format('lg_deploy.%I', table_name)) IS NOT NULL THEN
             EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON lg_deploy.%I TO lg_deploy_service',

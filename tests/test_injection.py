@@ -270,9 +270,17 @@ def memory_client() -> TestClient:
     return TestClient(app, raise_server_exceptions=False)
 
 
+# LangGraph's tables, made by the first start: its checkpointer's and its store's.
 CHECKPOINT_TABLES = {
     f"table {name}"
-    for name in ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations")
+    for name in (
+        "checkpoints",
+        "checkpoint_blobs",
+        "checkpoint_writes",
+        "checkpoint_migrations",
+        "store",
+        "store_migrations",
+    )
 }
 SCHEMA_OBJECTS = """
 SELECT 'table ' || tablename FROM pg_tables WHERE schemaname = 'lg_deploy'
@@ -303,8 +311,8 @@ def test_probes_on_postgres_leave_tables_and_rows_intact(
     worker_env: dict[str, str], tmp_path: Path, sql: psycopg.Connection[Any]
 ) -> None:
     """Over a real server: documented answers only; every table, trigger and function remains
-    (LangGraph's checkpoint tables are added at the first start), and the tables hold exactly
-    the executions (with history) that were legitimately created."""
+    (LangGraph's checkpoint and store tables are added at the first start), and the tables
+    hold exactly the executions (with history) that were legitimately created."""
     before = schema_objects(sql)
     assert {"table executions", "table execution_events"} <= before
     with serving(worker_env, tmp_path) as client:

@@ -157,23 +157,23 @@ def _tagged_rows(sql: psycopg.Connection[Any], tag: str) -> int:
     return int(row[0])
 
 
-@pytest.mark.req("SDK-REFUSED-KEYS")
-async def test_sdk_webhook_is_refused_naming_the_key_and_config_reaches_the_run(
+@pytest.mark.req("SDK-REFUSED-KEYS", "WEBHOOK-ALLOWLIST")
+async def test_sdk_webhook_to_a_metadata_address_is_refused_and_config_reaches_the_run(
     server: str, sql: psycopg.Connection[Any]
 ) -> None:
-    """runs.create and runs.wait with a webhook: 422 naming it, nothing runs; a thread-less
-    run's config and context are stored with it."""
+    """A webhook to the metadata address is 422 naming it, nothing runs; config reaches a run."""
     tag = {"tag": uuid.uuid4().hex}
+    metadata_url = "http://169.254.169.254/latest/meta-data/"
     async with get_client(url=server, api_key=API_KEY) as client:
         with pytest.raises(UnprocessableEntityError) as created:
-            await client.runs.create(None, "echo", input={}, webhook="https://x.test", metadata=tag)
+            await client.runs.create(None, "echo", input={}, webhook=metadata_url, metadata=tag)
         with pytest.raises(httpx.HTTPStatusError) as waited:
-            await client.runs.wait(None, "echo", input={}, webhook="https://x.test", metadata=tag)
+            await client.runs.wait(None, "echo", input={}, webhook=metadata_url, metadata=tag)
         for raised in (created, waited):
             assert raised.value.response.status_code == 422
             body = raised.value.response.json()
-            assert body["error"] == "not_supported"
-            assert body["message"].startswith("webhook: not supported by lg-deploy yet")
+            assert body["error"] == "webhook_refused"
+            assert body["message"].startswith("webhook: 169.254.169.254 is a link-local address")
             assert body["request_id"]
         assert _tagged_rows(sql, tag["tag"]) == 0
         config = {"configurable": {"user_id": "u1"}, "tags": ["t"]}

@@ -23,7 +23,6 @@ from lg_deploy.settings import load_settings
 PATH_PARAMETER = re.compile(r"{\w+}")
 # A value of each refused key that asks for what lg-deploy does not do yet.
 ASKING = {
-    "webhook": "https://example.com/hook",
     "checkpoint": {"checkpoint_id": "c1"},
     "checkpoint_id": "c1",
     "on_completion": "keep",
@@ -91,7 +90,7 @@ def test_every_unsupported_platform_route_answers_501_json_naming_its_feature(
             assert body["message"].endswith("not supported by lg-deploy yet")
             assert body["request_id"] == answer.headers["X-Request-ID"]
             checked += 1
-    assert checked >= 20  # the table shrinks as features land, but never empties by accident
+    assert checked >= 10  # the table shrinks as features land, but never empties by accident
 
 
 @pytest.mark.req("SDK-UNSUPPORTED-ROUTES", "SEC-LEAKS")
@@ -101,8 +100,7 @@ def test_every_unsupported_platform_route_answers_501_json_naming_its_feature(
         ("POST", "/threads/{id}/stream/events", 501, THREAD_PARTS),
         ("POST", "/threads/{id}/commands", 501, THREAD_PARTS),
         ("PATCH", "/threads/{id}/state", 405, "changing a checkpoint's metadata is"),
-        ("POST", "/runs/crons", 501, "crons are"),
-        ("PUT", "/store/items", 501, "the store is"),
+        ("POST", "/runs/batch", 501, "batches of runs are"),
         ("POST", "/mcp", 501, "MCP is"),
         ("GET", "/info", 501, "info"),
     ],
@@ -167,6 +165,23 @@ def test_sdk_default_bodies_and_ignored_keys_are_accepted(client: TestClient) ->
         assert answer.status_code == 200, (key, answer.text)
     default = client.post("/runs", json={"assistant_id": "echo"}).json()
     assert default["multitask_strategy"] == "enqueue"
-    mixed: dict[str, Any] = {"assistant_id": "echo", "webhook": "https://x", "checkpoint_id": "c"}
+    mixed: dict[str, Any] = {"assistant_id": "echo", "on_completion": "keep", "checkpoint_id": "c"}
     fields = [d["field"] for d in client.post("/runs", json=mixed).json()["details"]]
-    assert sorted(fields) == ["checkpoint_id", "webhook"]
+    assert sorted(fields) == ["checkpoint_id", "on_completion"]
+
+
+@pytest.mark.req("SDK-REFUSED-KEYS")
+def test_the_memory_backend_refuses_a_webhook_rather_than_dropping_it(client: TestClient) -> None:
+    """On the memory backend a webhook is 422 not_supported naming it (no outbox); nothing runs."""
+    before = len(client.get("/executions").json()["items"])
+    hook = "https://hooks.example.com/x"
+    for route, body in (
+        ("/runs", {"assistant_id": "echo", "webhook": hook}),
+        ("/executions", {"graph_id": "echo", "webhook": hook}),
+    ):
+        answer = client.post(route, json=body)
+        assert answer.status_code == 422, answer.text
+        refused = answer.json()
+        assert (refused["error"], refused["details"][0]["field"]) == ("not_supported", "webhook")
+        assert "postgres backend" in refused["message"]
+    assert len(client.get("/executions").json()["items"]) == before

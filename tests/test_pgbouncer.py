@@ -224,7 +224,8 @@ def test_serve_and_worker_run_everything_through_pgbouncer_in_transaction_mode(
     empty_database: tuple[str, SqlConn],
     worker_env: dict[str, str],
 ) -> None:
-    """Poll-only, unprepared: both migrate at once, 50 POSTs and a SQL insert complete, cancel."""
+    """Poll-only, unprepared: both migrate at once, 50 POSTs and a SQL insert complete, cancel,
+    a run on a thread and the store work."""
     dbname, direct = empty_database
     bouncer = start_pgbouncer()
     env = {**worker_env, **POLL_ONLY, "LG_DEPLOY_DATABASE_URL": bouncer.url(dbname)}
@@ -253,6 +254,7 @@ def test_serve_and_worker_run_everything_through_pgbouncer_in_transaction_mode(
         assert ready.json()["checks"] == {"database": True}
         _cancel_a_running_sleep(client, direct)
         _run_on_a_thread(client)
+        _use_the_store(client, direct)
     listeners = direct.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
         (LISTENER_APPLICATION_NAME,),
@@ -283,6 +285,18 @@ def _run_on_a_thread(client: httpx.Client) -> None:
     assert (answer.status_code, answer.json()) == (200, {"on": "thread"}), answer.text
     state = client.get(f"/threads/{thread_id}/state").json()
     assert state["values"] == {"on": "thread"}
+
+
+def _use_the_store(client: httpx.Client, direct: SqlConn) -> None:
+    """Store items (LangGraph's store, batched in pipelines) are put, found and kept."""
+    item = {"namespace": ["bounced"], "key": "k", "value": {"n": 1}, "ttl": 60}
+    assert client.put("/store/items", json=item).status_code == 204
+    found = client.post("/store/items/search", json={"filter": {"n": 1}}).json()
+    assert [(i["namespace"], i["key"]) for i in found["items"]] == [(["bounced"], "k")]
+    got = client.get("/store/items", params={"namespace": "bounced", "key": "k"}).json()
+    assert got["value"] == {"n": 1}
+    kept = direct.execute("SELECT prefix, value FROM lg_deploy.store").fetchall()
+    assert kept == [("bounced", {"n": 1})]
 
 
 @pytest.mark.req("OPS-PGBOUNCER")

@@ -41,6 +41,8 @@ GRAPH_FIELDS = {
     "/executions": ("graph_id",),
     "/runs": ("assistant_id",),
     "/runs/wait": ("assistant_id",),
+    "/runs/crons": ("assistant_id",),
+    "/threads/{thread_id}/runs/crons": ("assistant_id",),
     "/assistants": ("graph_id",),
     "/assistants/{assistant_id}": ("graph_id",),
 }
@@ -51,7 +53,13 @@ SERVER_ENV = {
     "LG_DEPLOY_EXECUTION_TIMEOUT_SECONDS": "5",
     "LG_DEPLOY_KEEPALIVE_SECONDS": "1",
     "LG_DEPLOY_LOG_LEVEL": "WARNING",
+    "LG_DEPLOY_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
 }
+# Where positive cases' webhooks go: the allow-list is the deployment's, as graph names are
+# (nothing listens there: each delivery fails fast, in the background).
+FUZZ_WEBHOOK = "http://127.0.0.1:9/lg-deploy-fuzz"
+# The schedule positive cases give a cron (any cron expression cronsim reads would do).
+CRON_SCHEDULE = "0 3 * * *"
 
 
 @contextmanager
@@ -73,7 +81,8 @@ class Fuzzing:
 
     def steer(self, case: Case, positive: bool) -> None:
         """Name a graph this deployment runs (in any case: a valid name stays valid); in positive
-        cases also what the document cannot say: a real cursor, short waits, one schedule."""
+        cases also what the document cannot say: a real cursor, short waits, one schedule, a
+        webhook the allow-list takes."""
         body = case.body if isinstance(case.body, dict) else None
         if body is not None:
             for name in GRAPH_FIELDS.get(case.path, ()):
@@ -86,6 +95,12 @@ class Fuzzing:
                 del body["delay_seconds"]  # both at once is refused (422), as documented
             if case.path == "/runs/wait":
                 body.pop("after_seconds", None)  # a wait for a run due next year never ends
+            if isinstance(body.get("webhook"), str):
+                body["webhook"] = FUZZ_WEBHOOK
+            if isinstance(body.get("schedule"), str):
+                body["schedule"] = CRON_SCHEDULE  # the document cannot say what cron reads
+            if isinstance(body.get("timezone"), str):
+                body["timezone"] = "UTC"
         if case.query:
             if "cursor" in case.query:
                 case.query["cursor"] = self.cursor
@@ -226,6 +241,8 @@ BODY_ROUTES = [
     "/assistants",
     "/assistants/search",
     "/assistants/count",
+    "/store/items/search",
+    "/store/namespaces",
 ]
 
 

@@ -12,7 +12,12 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.testclient import TestClient
 
 from lg_deploy.db import pool as pool_module
-from lg_deploy.db.listener import CANCEL_CHANNEL, FINISHED_CHANNEL, QUEUED_CHANNEL
+from lg_deploy.db.listener import (
+    CANCEL_CHANNEL,
+    FINISHED_CHANNEL,
+    QUEUED_CHANNEL,
+    WEBHOOKS_CHANNEL,
+)
 from lg_deploy.db.pool import open_pool
 from lg_deploy.errors import LgDeployError
 from lg_deploy.graphs import DEFAULT_GRAPHS, GraphRegistry
@@ -175,13 +180,14 @@ def test_a_submit_through_the_api_sends_one_notification(db_url: str) -> None:
 
 @pytest.mark.req("PERF-LISTEN")
 async def test_a_worker_without_http_waits_does_not_listen_for_finished_runs(db_url: str) -> None:
-    """`lg-deploy worker` skips the finished channel: a NOTIFY per outcome batch, all unused."""
+    """`lg-deploy worker` skips the finished channel (a NOTIFY per outcome batch, all unused) and
+    keeps those it acts on: queued runs, cancels, and webhook deliveries to send."""
     settings = load_settings(
         {"LG_DEPLOY_DATABASE_URL": db_url, "LG_DEPLOY_SHUTDOWN_GRACE_SECONDS": "0"}
     )
     async with open_runtime(settings, finish_notices=False) as worker_only:
         assert worker_only.listener is not None
-        assert worker_only.listener.channels == (QUEUED_CHANNEL, CANCEL_CHANNEL)
+        assert worker_only.listener.channels == (QUEUED_CHANNEL, CANCEL_CHANNEL, WEBHOOKS_CHANNEL)
     async with open_runtime(settings) as serving:
         assert serving.listener is not None
         assert FINISHED_CHANNEL in serving.listener.channels

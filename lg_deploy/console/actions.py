@@ -87,12 +87,12 @@ async def login(request: Request) -> Response:
     """GET /ui/login: the sign-in form; POST: check the key and set the session cookie."""
     api_key = _settings(request).api_key
     target = _local_next(request.query_params.get("next", "/ui"))
+    if api_key is None:  # nothing to sign in to
+        return _back(target)
     if request.method == "GET":
         return render(request, "login.html", layout="bare.html", target=target, wrong=False)
     form = await checked_form(request)
     given = form.get("api_key")
-    if api_key is None:
-        return _back(target)
     if isinstance(given, str) and hmac.compare_digest(given.encode(), api_key.encode()):
         response = _back(target)
         set_session(response, request, api_key)

@@ -18,7 +18,8 @@ QUEUED_CHANNEL = "lg_deploy_queued"
 FINISHED_CHANNEL = "lg_deploy_finished"
 CANCEL_CHANNEL = "lg_deploy_cancel"
 EVENTS_CHANNEL = "lg_deploy_events"  # a run's stream events were recorded (lg_deploy.streams)
-CHANNELS = (QUEUED_CHANNEL, FINISHED_CHANNEL, CANCEL_CHANNEL, EVENTS_CHANNEL)
+WEBHOOKS_CHANNEL = "lg_deploy_webhooks"  # webhook deliveries were queued (lg_deploy.webhooks)
+CHANNELS = (QUEUED_CHANNEL, FINISHED_CHANNEL, CANCEL_CHANNEL, EVENTS_CHANNEL, WEBHOOKS_CHANNEL)
 # Delivered to every subscriber after a (re)connect: notifications may have been missed.
 RECONNECTED = "*"
 

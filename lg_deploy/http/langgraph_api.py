@@ -14,20 +14,17 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from lg_deploy.assistants.catalog import AssistantCatalog
-from lg_deploy.assistants.models import Assistant
-from lg_deploy.assistants.runs import run_config, run_context, stored_id
 from lg_deploy.errors import ExecutionNotFound, InvalidTransition, ThreadBusy, ThreadNotFound
-from lg_deploy.http.errors import ApiError, request_id_of, validation_details
+from lg_deploy.http.errors import ApiError
 from lg_deploy.http.langgraph_assistant_graphs import assistant_graph_routes
 from lg_deploy.http.langgraph_assistants import assistant_routes
+from lg_deploy.http.langgraph_crons import cron_routes
+from lg_deploy.http.langgraph_new_run import new_run, run_body
 from lg_deploy.http.langgraph_run_body import (
-    NOT_SUPPORTED,
     RunBody,
     RunCreate,
     RunStream,
@@ -44,6 +41,7 @@ from lg_deploy.http.langgraph_runs import (
     thread_of,
 )
 from lg_deploy.http.langgraph_state import state_routes
+from lg_deploy.http.langgraph_store import store_routes
 from lg_deploy.http.langgraph_streams import (
     event_log,
     last_event_id,
@@ -53,11 +51,10 @@ from lg_deploy.http.langgraph_streams import (
 )
 from lg_deploy.http.langgraph_threads import canonical_thread_id, thread_routes
 from lg_deploy.http.langgraph_unsupported import unsupported_routes
-from lg_deploy.http.requests import body_as, runtime_of
+from lg_deploy.http.requests import runtime_of
 from lg_deploy.http.sse import MEDIA_TYPE, SSE_HEADERS
 from lg_deploy.http.waiting import FinishWaiter
 from lg_deploy.models import CancelAction, ExecutionState
-from lg_deploy.runtime import Runtime
 from lg_deploy.settings import Settings
 from lg_deploy.threads.models import RunAdmission
 
@@ -69,78 +66,12 @@ BUSY_MESSAGE = (
 CANCEL_ACTIONS: dict[str, CancelAction] = {"interrupt": "interrupt", "rollback": "rollback"}
 
 
-async def _assistant_for(runtime: Runtime, assistant_id: str) -> Assistant:
-    """The assistant a run names (a graph name, a system uuid5 or a stored assistant's id): 404
-    when there is none, 422 when its graph is not served here."""
-    graph_ids = runtime.graphs.names()
-    assistant = await AssistantCatalog(runtime.assistants, graph_ids).find(assistant_id)
-    if assistant is None:
-        raise ApiError(404, f"assistant {assistant_id!r} not found", known_graphs=graph_ids)
-    if assistant.graph_id not in graph_ids:
-        message = f"assistant {assistant_id!r} runs graph {assistant.graph_id!r}, not served here"
-        raise ApiError(422, message, known_graphs=graph_ids)
-    return assistant
-
-
-async def _run_body(request: Request, model: type[RunBody]) -> RunBody:
-    """The run body; a key lg-deploy does not honour yet is a 422 `not_supported` naming it."""
-    try:
-        body: RunBody = await body_as(request, model)
-    except ValidationError as error:
-        details = validation_details(error)
-        refused = [
-            detail
-            for detail, item in zip(details, error.errors(), strict=True)
-            if item["type"] == NOT_SUPPORTED
-        ]
-        if not refused:
-            raise
-        message = f"{refused[0]['field']}: {refused[0]['problem']}"
-        raise ApiError(422, message, code=NOT_SUPPORTED, details=details) from None
-    return body
-
-
-async def _new_run(request: Request, body: RunBody, thread_id: str | None) -> ExecutionState:
-    """The QUEUED execution a run body asks for, on `thread_id` (None: thread-less), with its
-    assistant's graph, and its assistant's config and context under the run's own."""
-    runtime = runtime_of(request)
-    settings: Settings = request.state.settings
-    assistant = await _assistant_for(runtime, body.assistant_id)
-    config = run_config(assistant, body.config or {})
-    checkpoint = {**(body.checkpoint or {})}
-    if body.checkpoint_id is not None:
-        checkpoint["checkpoint_id"] = body.checkpoint_id
-    if checkpoint:
-        config["configurable"] = {**config.get("configurable", {}), **checkpoint}
-    try:
-        return ExecutionState(
-            graph_id=assistant.graph_id,
-            assistant_id=stored_id(assistant),
-            input=body.input if thread_id is not None else body.input or {},
-            metadata=body.metadata or {},
-            max_attempts=settings.max_attempts,
-            request_id=request_id_of(request.scope) or None,
-            thread_id=thread_id,
-            config=config,
-            context=run_context(assistant, body.context or {}),
-            command=body.command_json(),
-            interrupt_before=body.breakpoints(body.interrupt_before),
-            interrupt_after=body.breakpoints(body.interrupt_after),
-            multitask_strategy=body.multitask_strategy if thread_id is not None else None,
-            stream_mode=body.stream_modes(),
-            stream_subgraphs=bool(body.stream_subgraphs),
-            stream_resumable=bool(body.stream_resumable),
-        )
-    except ValidationError as error:
-        raise ApiError(422, "run body is invalid", details=validation_details(error)) from None
-
-
 async def _create_run(request: Request, model: type[RunBody]) -> tuple[ExecutionState, RunBody]:
     """A thread-less run; a resume needs a thread (400, as the platform answers)."""
-    body = await _run_body(request, model)
+    body = await run_body(request, model)
     if body.command is not None:
         raise ApiError(400, "You must provide a thread_id when resuming.")
-    state = await _new_run(request, body, None)
+    state = await new_run(request, body, None)
     runtime = runtime_of(request)
     stored = await runtime.store.create(state, delay_seconds=body.after_seconds or 0.0)
     runtime.announce()
@@ -154,8 +85,8 @@ async def _create_thread_run(
     is in flight (409), `interrupt` cancels those first, `rollback` cancels and forgets them,
     `enqueue` (the default) queues it behind them."""
     thread_id = canonical_thread_id(request.path_params["thread_id"])
-    body = await _run_body(request, model)
-    state = await _new_run(request, body, thread_id)
+    body = await run_body(request, model)
+    state = await new_run(request, body, thread_id)
     runtime = runtime_of(request)
     wanted = state.config.get("configurable", {}).get("checkpoint_id")
     if wanted and not await runtime.graphs.has_checkpoint(thread_id, str(wanted)):
@@ -401,6 +332,7 @@ def langgraph_routes() -> list[BaseRoute]:
     """The LangGraph Platform routes lg-deploy serves, then the others it refuses (after them)."""
     runs = "/threads/{thread_id}/runs"
     served = [
+        *cron_routes(),  # before the run routes: /threads/{id}/runs/crons is no run's id
         *assistant_routes(),
         *assistant_graph_routes(),
         Route("/runs", create_run, methods=["POST"]),
@@ -417,5 +349,7 @@ def langgraph_routes() -> list[BaseRoute]:
         Route(runs + "/{run_id}/cancel", cancel_run, methods=["POST"]),
         *thread_routes(),
         *state_routes(),
+        *store_routes(),
+        *cron_routes(),
     ]
     return [*served, *unsupported_routes(served)]

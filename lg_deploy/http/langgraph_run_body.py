@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from lg_deploy.http.schemas import check_storable, json_number
 from lg_deploy.models import StreamMode
+from lg_deploy.webhooks.allowlist import URL_PATTERN, parse_webhook_url
 
 NOT_SUPPORTED = "not_supported"
 NOTHING = None
@@ -44,7 +45,6 @@ class Refusal(NamedTuple):
 _NULL_OR_EMPTY = "null or empty values"
 _EMPTY_OBJECT = dict[str, Annotated[dict[str, Any], Field(max_length=0)]] | None
 REFUSED_RUN_KEYS: dict[str, Refusal] = {
-    "webhook": Refusal("completion webhooks", NOTHING, "null"),
     "checkpoint": Refusal(
         "starting from a checkpoint without a thread", _EMPTY_OBJECT, _NULL_OR_EMPTY
     ),
@@ -53,7 +53,7 @@ REFUSED_RUN_KEYS: dict[str, Refusal] = {
         "keeping the run's thread", Literal["delete"] | None, 'null or "delete"'
     ),
 }
-REFUSED_THREAD_RUN_KEYS: dict[str, Refusal] = {"webhook": REFUSED_RUN_KEYS["webhook"]}
+REFUSED_THREAD_RUN_KEYS: dict[str, Refusal] = {}
 _ON_DISCONNECT = Refusal(
     "cancelling the run when the client disconnects",
     Literal["continue"] | None,
@@ -95,8 +95,8 @@ Breakpoints = Literal["*"] | list[Annotated[str, Field(min_length=1, max_length=
 
 class RunBody(BaseModel):
     """Keys honoured (assistant_id, input, command, metadata, config, context, breakpoints,
-    after_seconds, multitask_strategy) and keys accepted and ignored; keys the platform does
-    not define are ignored too."""
+    after_seconds, multitask_strategy, webhook) and keys accepted and ignored; keys the platform
+    does not define are ignored too."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -134,6 +134,12 @@ class RunBody(BaseModel):
     # on the wait routes, see _ON_DISCONNECT).
     langsmith_tracer: dict[str, Any] | None = Field(default=None, description="ignored")
     strict_resume: StrictBool | None = Field(default=None, description="ignored")
+    webhook: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="POST the run here once final, signed, retried (docs/webhooks.md)",
+        json_schema_extra={"pattern": URL_PATTERN},
+    )
     on_disconnect: Literal["cancel", "continue"] | None = Field(
         default=None, description="stream routes: cancel the run when the client goes"
     )
@@ -142,6 +148,13 @@ class RunBody(BaseModel):
     @classmethod
     def _number_only(cls, value: Any) -> Any:
         return json_number(value)
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_webhook_url(value)
+        return value
 
     @field_validator("input", "metadata", "config", "context")
     @classmethod

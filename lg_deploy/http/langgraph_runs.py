@@ -77,6 +77,7 @@ def run_of(state: ExecutionState, multitask_strategy: str | None = None) -> dict
         "stream_mode": state.stream_mode,
         "subgraphs": state.stream_subgraphs,
         "resumable": state.stream_resumable,
+        "webhook": state.webhook,
     }
     return Run(
         run_id=state.execution_id,

@@ -18,6 +18,7 @@ from lg_deploy.http.langgraph_run_body import (
 from lg_deploy.http.langgraph_runs import Run
 from lg_deploy.http.langgraph_state import HistoryQuery, StateAt, StateUpdate
 from lg_deploy.http.openapi_assistants import assistant_paths
+from lg_deploy.http.openapi_crons import cron_paths
 from lg_deploy.http.openapi_parts import (
     REF,
     answer,
@@ -29,6 +30,7 @@ from lg_deploy.http.openapi_parts import (
     path_params,
     query_params,
 )
+from lg_deploy.http.openapi_store import store_paths
 from lg_deploy.http.openapi_streams import stream_paths
 from lg_deploy.http.openapi_threads import thread_paths
 from lg_deploy.http.schemas import (
@@ -42,6 +44,7 @@ from lg_deploy.http.schemas import (
     WaitQuery,
 )
 from lg_deploy.models import ExecutionState
+from lg_deploy.webhooks.models import WebhookDeliveryList
 
 UNAUTHORIZED = "missing or wrong API key (only when LG_DEPLOY_API_KEY is set)"
 _ID_PARAM = {
@@ -59,6 +62,7 @@ def build_openapi() -> dict[str, Any]:
         ExecutionState,
         ExecutionPage,
         EventList,
+        WebhookDeliveryList,
         GraphList,
         Health,
         ErrorBody,
@@ -120,6 +124,13 @@ def build_openapi() -> dict[str, Any]:
             "get": operation(
                 "The execution's history",
                 {"200": answer("events", EventList), **errors(404, 422, 503)},
+                parameters=by_id,
+            ),
+        },
+        "/executions/{execution_id}/webhooks": {
+            "get": operation(
+                "The execution's webhook deliveries, each with its tries",
+                {"200": answer("deliveries", WebhookDeliveryList), **errors(404, 422, 503)},
                 parameters=by_id,
             ),
         },
@@ -292,6 +303,8 @@ def _langgraph_paths(components: dict[str, Any]) -> dict[str, Any]:
             )
         },
         **thread_paths(components),
+        **cron_paths(components),
         **stream_paths(components),
         **assistant_paths(components),
+        **store_paths(components),
     }

@@ -28,9 +28,11 @@ from lg_deploy.http.schemas import (
     encode_cursor,
 )
 from lg_deploy.http.waiting import FinishWaiter
+from lg_deploy.http.webhooks import checked_webhook
 from lg_deploy.models import ExecutionState, ExecutionStatus
 from lg_deploy.runtime import Runtime
 from lg_deploy.settings import Settings
+from lg_deploy.webhooks.models import WebhookDeliveryList
 
 Model = TypeVar("Model", bound=BaseModel)
 READY_CHECK_SECONDS = 2.0
@@ -76,7 +78,8 @@ async def submit_execution(request: Request) -> Response:
     if payload.graph_id not in known:
         message = f"unknown graph {payload.graph_id!r}"
         raise ApiError(422, message, code="unknown_graph", known_graphs=known)
-    state = _new_state(payload, settings, request_id_of(request.scope) or None)
+    webhook = checked_webhook(runtime, payload.webhook)
+    state = _new_state(payload, settings, request_id_of(request.scope) or None, webhook)
     try:
         stored = await runtime.store.create(state, delay_seconds=payload.delay_seconds or 0.0)
     except IdempotencyKeyUsed as used:
@@ -97,9 +100,10 @@ def _with_header_key(payload: SubmitExecution, header: str | None) -> SubmitExec
 
 
 def _new_state(
-    payload: SubmitExecution, settings: Settings, request_id: str | None
+    payload: SubmitExecution, settings: Settings, request_id: str | None, webhook: str | None
 ) -> ExecutionState:
     fields: dict[str, Any] = {
+        "webhook": webhook,
         "graph_id": payload.graph_id,
         "input": payload.input,
         "priority": payload.priority,
@@ -195,6 +199,18 @@ async def execution_events(request: Request) -> Response:
     return _json(EventList(items=events))
 
 
+async def execution_webhooks(request: Request) -> Response:
+    """GET /executions/{id}/webhooks: its webhook deliveries, each with its tries."""
+    _query(request, NoQuery)
+    execution_id = _execution_id(request)
+    runtime = runtime_of(request)
+    if await runtime.store.get(execution_id) is None:
+        raise ApiError(404, f"execution {execution_id} not found")
+    hooks = runtime.webhooks
+    items = await hooks.outbox.deliveries(execution_id) if hooks is not None else []
+    return _json(WebhookDeliveryList(items=items))
+
+
 async def list_graphs(request: Request) -> Response:
     """GET /graphs: the graphs this process serves, and the graphs no live worker serves."""
     _query(request, NoQuery)
@@ -256,6 +272,7 @@ def routes() -> list[Route]:
         Route("/executions/{execution_id}/wait", wait_execution, methods=["GET"]),
         Route("/executions/{execution_id}/cancel", cancel_execution, methods=["POST"]),
         Route("/executions/{execution_id}/events", execution_events, methods=["GET"]),
+        Route("/executions/{execution_id}/webhooks", execution_webhooks, methods=["GET"]),
         Route("/graphs", list_graphs, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

@@ -16,6 +16,7 @@ from lg_deploy.models import (
     PageCursor,
     UnservedGraph,
 )
+from lg_deploy.webhooks.allowlist import URL_PATTERN, parse_webhook_url
 
 GRAPH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
 
@@ -81,6 +82,12 @@ class SubmitExecution(BaseModel):
         max_length=200,
         description="a second submit with this key returns the first execution",
     )
+    webhook: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="POST the execution here once final, signed, retried (docs/webhooks.md)",
+        json_schema_extra={"pattern": URL_PATTERN},
+    )
 
     @model_validator(mode="after")
     def _one_schedule(self) -> SubmitExecution:
@@ -105,6 +112,13 @@ class SubmitExecution(BaseModel):
     def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
         checked: dict[str, Any] = check_storable(value)
         return checked
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_webhook_url(value)
+        return value
 
 
 class ExecutionPage(BaseModel):

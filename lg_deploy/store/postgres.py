@@ -91,6 +91,7 @@ def insert_params(state: ExecutionState, delay_seconds: float) -> dict[str, Any]
         "stream_mode": state.stream_mode,
         "stream_subgraphs": state.stream_subgraphs,
         "stream_resumable": state.stream_resumable,
+        "webhook": state.webhook,
     }
 
 

@@ -4,14 +4,14 @@ INSERT INTO lg_deploy.executions
     (execution_id, graph_id, input, max_attempts, priority, run_at, request_id, idempotency_key,
      timeout_seconds, metadata, thread_id, config, context, command, interrupt_before,
      interrupt_after, multitask_strategy, assistant_id, stream_mode, stream_subgraphs,
-     stream_resumable)
+     stream_resumable, webhook)
 VALUES
     (%(execution_id)s, %(graph_id)s, %(input)s, %(max_attempts)s, %(priority)s,
      COALESCE(%(run_at)s, now() + make_interval(secs => %(delay_seconds)s)),
      %(request_id)s, %(idempotency_key)s, %(timeout_seconds)s, %(metadata)s, %(thread_id)s,
      %(config)s, %(context)s, %(command)s, %(interrupt_before)s, %(interrupt_after)s,
      %(multitask_strategy)s, %(assistant_id)s, %(stream_mode)s, %(stream_subgraphs)s,
-     %(stream_resumable)s)
+     %(stream_resumable)s, %(webhook)s)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -216,19 +216,24 @@ WHERE (execution_id = %(execution_id)s OR thread_id = %(thread_id)s)
 RETURNING *;
 
 -- name: count_prunable
--- How many finished executions are older than the cut-off.
-SELECT count(*) FROM lg_deploy.executions
+-- How many finished executions are older than the cut-off (not those whose webhook is pending).
+SELECT count(*) FROM lg_deploy.executions e
 WHERE status IN ('COMPLETED', 'FAILED', 'INTERRUPTED')
-  AND finished_at < now() - make_interval(secs => %(older_than_seconds)s);
+  AND finished_at < now() - make_interval(secs => %(older_than_seconds)s)
+  AND NOT EXISTS (SELECT 1 FROM lg_deploy.webhook_deliveries w
+                  WHERE w.execution_id = e.execution_id AND w.status = 'pending');
 
 -- name: prune_finished
--- Delete one batch of finished executions older than the cut-off (their events go with them);
--- rows another pruner holds are skipped, so pruners never wait on each other.
+-- Delete one batch of finished executions older than the cut-off (their events and webhook
+-- deliveries go with them; not while a webhook is pending); rows another pruner holds are
+-- skipped, so pruners never wait on each other.
 WITH doomed AS (
     SELECT execution_id
-    FROM lg_deploy.executions
+    FROM lg_deploy.executions e
     WHERE status IN ('COMPLETED', 'FAILED', 'INTERRUPTED')
       AND finished_at < now() - make_interval(secs => %(older_than_seconds)s)
+      AND NOT EXISTS (SELECT 1 FROM lg_deploy.webhook_deliveries w
+                      WHERE w.execution_id = e.execution_id AND w.status = 'pending')
     ORDER BY finished_at
     LIMIT %(batch_size)s
     FOR UPDATE SKIP LOCKED

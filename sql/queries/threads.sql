@@ -101,3 +101,14 @@ SET "values" = %(values)s,
     updated_at = now(),
     state_updated_at = now()
 WHERE thread_id = %(thread_id)s;
+
+-- name: expired_threads
+-- Threads not changed for `ttl_seconds`, with no run QUEUED or RUNNING, oldest first; one batch.
+SELECT t.thread_id FROM lg_deploy.threads t
+WHERE t.updated_at < now() - make_interval(secs => %(ttl_seconds)s)
+  AND t.status <> 'busy'
+  AND NOT EXISTS (
+      SELECT 1 FROM lg_deploy.executions e
+      WHERE e.thread_id = t.thread_id AND e.status IN ('QUEUED', 'RUNNING'))
+ORDER BY t.updated_at
+LIMIT %(batch_size)s;

@@ -1,0 +1,1 @@
+"""Crons: schedules whose ticks create executions, exactly one per tick fleet-wide."""
