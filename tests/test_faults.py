@@ -122,6 +122,14 @@ def test_execution_inserted_after_all_backends_are_killed_starts_within_2s(
     worker.assert_alive()
 
 
+def _answers(port: int) -> bool:
+    """True once `serve` on this port answers /healthz."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def assert_503_json(answer: httpx.Response) -> None:
     """503 with a JSON error body carrying the request id."""
     assert answer.status_code == 503, answer.text
@@ -147,6 +155,7 @@ def test_database_outage_gives_503_then_everything_resumes_within_10s(
     )
     worker = spawn.start(env, "worker", LG_DEPLOY_MIGRATE_ON_START="false", **settings)
     wait_listening(url, 2, server, worker)
+    wait_until(lambda: _answers(port), 30)  # LISTEN comes up before the port is bound
     with (
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20.0) as client,
         psycopg.connect(url, autocommit=True) as sql,
