@@ -42,6 +42,11 @@ EXPECTED = {
 }
 
 
+# The quick run takes about 70 s alone on a 2-core machine; beside another test process that
+# fuzzes or runs chaos it has taken 110 s. A smoke test proves it runs, not how fast.
+BENCH_SECONDS = 220
+
+
 def run_bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m ARGS` from the checkout; fails the test unless it exits 0."""
     done = subprocess.run(
@@ -50,13 +55,14 @@ def run_bench(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         env=env,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=BENCH_SECONDS,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     return done
 
 
+@pytest.mark.timeout(BENCH_SECONDS + 20)
 @pytest.mark.req("BENCH-SMOKE")
 def test_bench_quick_run_produces_a_number_for_every_measurement(tmp_path: Path) -> None:
     """`python -m bench --quick --skip peers` exits 0 and reports a positive number per metric."""
