@@ -18,10 +18,10 @@ from lg_deploy.crons.schedule import ScheduleError, check
 from lg_deploy.crons.store import PostgresCronStore
 from lg_deploy.http.errors import ApiError
 from lg_deploy.http.langgraph_new_run import new_run, run_body
-from lg_deploy.http.langgraph_run_body import Breakpoints, RunBody
+from lg_deploy.http.langgraph_run_body import Breakpoints, RunBody, stored_breakpoints
 from lg_deploy.http.langgraph_threads import canonical_thread_id
 from lg_deploy.http.requests import body_as, runtime_of
-from lg_deploy.http.schemas import json_number
+from lg_deploy.http.schemas import WebhookUrl, json_number
 from lg_deploy.http.webhooks import checked_webhook
 from lg_deploy.models import StreamMode
 
@@ -76,7 +76,7 @@ class CronPatch(BaseModel):
     metadata: dict[str, Any] | None = None
     config: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
-    webhook: str | None = Field(default=None, max_length=2048)
+    webhook: WebhookUrl | None = Field(default=None, max_length=2048)
     interrupt_before: Breakpoints = None
     interrupt_after: Breakpoints = None
     on_run_completed: Literal["delete", "keep"] | None = None
@@ -190,11 +190,6 @@ async def get_cron(request: Request) -> Response:
     return _answer(found)
 
 
-def _nodes(which: Breakpoints) -> list[str] | None:
-    """Breakpoints as stored: a list of node names, ["*"] for every node."""
-    return ["*"] if which == "*" else which
-
-
 def _changes(patch: CronPatch) -> CronChanges:
     given = patch.model_fields_set
     modes = patch.stream_mode
@@ -205,8 +200,8 @@ def _changes(patch: CronPatch) -> CronChanges:
         config=patch.config,
         context=patch.context,
         metadata=patch.metadata,
-        interrupt_before=_nodes(patch.interrupt_before),
-        interrupt_after=_nodes(patch.interrupt_after),
+        interrupt_before=stored_breakpoints(patch.interrupt_before),
+        interrupt_after=stored_breakpoints(patch.interrupt_after),
         stream_mode=None if modes is None else [modes] if isinstance(modes, str) else list(modes),
         stream_subgraphs=patch.stream_subgraphs,
         webhook=patch.webhook,

@@ -26,9 +26,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from lg_deploy.http.schemas import check_storable, json_number
+from lg_deploy.http.schemas import WebhookUrl, check_storable, json_number
 from lg_deploy.models import StreamMode
-from lg_deploy.webhooks.allowlist import URL_PATTERN, parse_webhook_url
+from lg_deploy.webhooks.allowlist import URL_PATTERN
 
 NOT_SUPPORTED = "not_supported"
 NOTHING = None
@@ -59,6 +59,11 @@ _ON_DISCONNECT = Refusal(
     Literal["continue"] | None,
     'null or "continue"',
 )
+
+
+def stored_breakpoints(which: Breakpoints) -> list[str] | None:
+    """Breakpoints as stored: a list of node names, ["*"] for every node."""
+    return ["*"] if which == "*" else which
 
 
 class Send(BaseModel):
@@ -134,7 +139,7 @@ class RunBody(BaseModel):
     # on the wait routes, see _ON_DISCONNECT).
     langsmith_tracer: dict[str, Any] | None = Field(default=None, description="ignored")
     strict_resume: StrictBool | None = Field(default=None, description="ignored")
-    webhook: str | None = Field(
+    webhook: WebhookUrl | None = Field(
         default=None,
         max_length=2048,
         description="POST the run here once final, signed, retried (docs/webhooks.md)",
@@ -149,13 +154,6 @@ class RunBody(BaseModel):
     def _number_only(cls, value: Any) -> Any:
         return json_number(value)
 
-    @field_validator("webhook")
-    @classmethod
-    def _webhook_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_webhook_url(value)
-        return value
-
     @field_validator("input", "metadata", "config", "context")
     @classmethod
     def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -164,7 +162,7 @@ class RunBody(BaseModel):
 
     def breakpoints(self, which: Breakpoints) -> list[str] | None:
         """Breakpoints as stored: a list of node names, ["*"] for every node."""
-        return ["*"] if which == "*" else which
+        return stored_breakpoints(which)
 
     def stream_modes(self) -> list[StreamMode]:
         """The modes recorded: those asked for, ["values"] by default (as the platform)."""

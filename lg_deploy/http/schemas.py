@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from lg_deploy.db import jsonb
 from lg_deploy.models import (
@@ -23,6 +31,16 @@ GRAPH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
 
 MAX_JSON_DEPTH = 32
 MAX_STRING_CHARS = 262_144
+
+
+def _webhook_url(value: str) -> str:
+    """The URL when it is one lg-deploy can send to (parse_webhook_url's rules)."""
+    parse_webhook_url(value)
+    return value
+
+
+# A webhook URL as run and execution bodies take it (the allow-list is checked apart).
+WebhookUrl = Annotated[str, AfterValidator(_webhook_url)]
 
 
 def check_storable(value: Any) -> Any:
@@ -82,7 +100,7 @@ class SubmitExecution(BaseModel):
         max_length=200,
         description="a second submit with this key returns the first execution",
     )
-    webhook: str | None = Field(
+    webhook: WebhookUrl | None = Field(
         default=None,
         max_length=2048,
         description="POST the execution here once final, signed, retried (docs/webhooks.md)",
@@ -112,13 +130,6 @@ class SubmitExecution(BaseModel):
     def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
         checked: dict[str, Any] = check_storable(value)
         return checked
-
-    @field_validator("webhook")
-    @classmethod
-    def _webhook_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_webhook_url(value)
-        return value
 
 
 class ExecutionPage(BaseModel):
