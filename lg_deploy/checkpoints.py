@@ -18,7 +18,8 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from psycopg.rows import dict_row, tuple_row
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from lg_deploy.db.migrations import MIGRATION_LOCK_KEY
@@ -102,6 +103,27 @@ class FencedPostgresSaver(AsyncPostgresSaver):
         """Save a task's writes, unless its attempt was taken over."""
         await self._check_fence(config)
         await super().aput_writes(config, writes, task_id, task_path)
+
+    @contextlib.asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        """A cursor on a connection of its own from the pool, as LangGraph's saver gives, but
+        without the saver's process-wide lock: that lock guards one shared connection, and on a
+        pool it made every checkpoint read and write of every run in the process wait in one
+        line (thread runs of a 16-slot worker ran one checkpoint statement at a time)."""
+        pool = cast(AsyncConnectionPool[Any], self.conn)  # postgres_checkpointer gives a pool
+        async with pool.connection() as conn:
+            if not pipeline:
+                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            elif self.supports_pipeline:
+                async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            else:
+                async with (
+                    conn.transaction(),
+                    conn.cursor(binary=True, row_factory=dict_row) as cur,
+                ):
+                    yield cur
 
     async def _check_fence(self, config: RunnableConfig) -> None:
         fence = config.get("configurable", {}).get(FENCE_KEY)

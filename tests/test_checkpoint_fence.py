@@ -3,6 +3,7 @@ its thread's checkpoints (lg_deploy.checkpoints.FencedPostgresSaver), against a 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -70,3 +71,17 @@ async def test_a_taken_over_attempt_writes_no_checkpoint_and_the_holder_does(
         outcome = await registry.execute(holder)
     assert outcome.output["replies"] == ["turn 1 for someone: hi"]
     assert _checkpoints_of(sql, execution_id) > 0
+
+
+@pytest.mark.req("THREAD-RUNS")
+async def test_checkpoint_statements_of_concurrent_runs_do_not_wait_for_each_other(
+    db_url: str,
+) -> None:
+    """While one checkpoint statement holds its connection (a slow commit, say), another run's
+    checkpoint read goes ahead on a connection of its own: LangGraph's saver took one lock per
+    process around every statement, so every thread run in a worker waited in one line."""
+    async with postgres_checkpointer(db_url) as saver:
+        missing = {"configurable": {"thread_id": str(uuid.uuid4()), "checkpoint_ns": ""}}
+        async with saver._cursor() as held:
+            await held.execute("SELECT 1")
+            assert await asyncio.wait_for(saver.aget_tuple(missing), 10.0) is None

@@ -64,6 +64,9 @@ BUSY_MESSAGE = (
 )
 # The multitask strategies that stop the runs in flight first, and how they stop them.
 CANCEL_ACTIONS: dict[str, CancelAction] = {"interrupt": "interrupt", "rollback": "rollback"}
+# How long a wait or join holds its answer back hoping to send the outcome in one piece
+# (headers come with it, so this stays well under any client's read timeout).
+QUICK_ANSWER_SECONDS = 0.5
 
 
 async def _create_run(request: Request, model: type[RunBody]) -> tuple[ExecutionState, RunBody]:
@@ -135,19 +138,30 @@ async def create_thread_run(request: Request) -> Response:
 async def wait_run(request: Request) -> Response:
     """POST /runs/wait: create a run and answer its output once final, spaces meanwhile."""
     stored, _ = await _create_run(request, RunWait)
-    return _outcome_response(request, stored)
+    return await _outcome_response(request, stored, _wait_headers(stored))
 
 
 async def wait_thread_run(request: Request) -> Response:
     """POST /threads/{thread_id}/runs/wait: a run on the thread, answered once final."""
     stored, _ = await _create_thread_run(request, ThreadRunWait)
-    return _outcome_response(request, stored)
+    return await _outcome_response(request, stored, _wait_headers(stored))
 
 
-def _outcome_response(request: Request, state: ExecutionState) -> Response:
+async def _outcome_response(
+    request: Request, state: ExecutionState, headers: dict[str, str] | None = None
+) -> Response:
+    """The outcome as one plain answer when the run is final within `QUICK_ANSWER_SECONDS`
+    (most are: no stream, no task group); else streamed, a space every keepalive."""
     waiter: FinishWaiter = request.state.waiter
-    stream = _outcome_stream(waiter, state.execution_id, _keepalive(request))
-    return StreamingResponse(stream, media_type="application/json", headers=_wait_headers(state))
+    keepalive = _keepalive(request)
+    known = None if state.is_final else state
+    current = await waiter.wait(
+        state.execution_id, min(keepalive, QUICK_ANSWER_SECONDS), known=known
+    )
+    if current is None or current.is_final:
+        return Response(_outcome_bytes(current), media_type="application/json", headers=headers)
+    stream = _outcome_stream(waiter, state.execution_id, keepalive)
+    return StreamingResponse(stream, media_type="application/json", headers=headers)
 
 
 def _keepalive(request: Request) -> float:
@@ -155,19 +169,23 @@ def _keepalive(request: Request) -> float:
     return settings.keepalive_seconds
 
 
+def _outcome_bytes(state: ExecutionState | None) -> bytes:
+    """The JSON of a final run's outcome, or of the error a vanished run answers."""
+    if state is None:
+        return json.dumps({"__error__": {"error": "NotFound", "message": "run vanished"}}).encode()
+    return json.dumps(outcome_of(state)).encode()
+
+
 async def _outcome_stream(
     waiter: FinishWaiter, execution_id: str, keepalive_seconds: float
 ) -> AsyncIterator[bytes]:
-    """A space every `keepalive_seconds` (JSON allows leading whitespace), then the outcome."""
+    """A space at once and every `keepalive_seconds` (JSON allows leading whitespace), then the
+    outcome."""
+    yield b" "
     while True:
         state = await waiter.wait(execution_id, keepalive_seconds)
-        if state is None:
-            yield json.dumps(
-                {"__error__": {"error": "NotFound", "message": "run vanished"}}
-            ).encode()
-            return
-        if state.is_final:
-            yield json.dumps(outcome_of(state)).encode()
+        if state is None or state.is_final:
+            yield _outcome_bytes(state)
             return
         yield b" "
 
@@ -292,10 +310,7 @@ async def list_runs(request: Request) -> Response:
 
 async def join_run(request: Request) -> Response:
     """GET /threads/{thread_id}/runs/{run_id}/join: the output once final, spaces meanwhile."""
-    state = await _thread_run(request)
-    waiter: FinishWaiter = request.state.waiter
-    stream = _outcome_stream(waiter, state.execution_id, _keepalive(request))
-    return StreamingResponse(stream, media_type="application/json")
+    return await _outcome_response(request, await _thread_run(request))
 
 
 async def cancel_run(request: Request) -> Response:
