@@ -37,6 +37,7 @@ GROUPS = [
     "concurrency",
     "streaming",
     "peers",
+    "platform",
 ]
 
 
@@ -64,7 +65,9 @@ def machine(server: Server) -> dict[str, str]:
     }
 
 
-def plan(server: Server, sizes: Sizes, only: set[str]) -> list[tuple[str, Callable[[], Result]]]:
+def plan(
+    server: Server, sizes: Sizes, only: set[str], servers: list[str]
+) -> list[tuple[str, Callable[[], Result]]]:
     """(row name, one repetition) for every selected measurement, in run order."""
     steps: list[tuple[str, Callable[[], Result]]] = []
 
@@ -172,6 +175,11 @@ def plan(server: Server, sizes: Sizes, only: set[str]) -> list[tuple[str, Callab
                     lambda run=run: run(server, sizes),
                 )
             )  # type: ignore[misc]
+    if want("platform"):
+        from bench import platform
+
+        platform_sizes = platform.QUICK if sizes == QUICK else platform.PlatformSizes()
+        steps.extend(platform.steps(server, platform_sizes, servers))
     return steps
 
 
@@ -241,7 +249,7 @@ def targets(results: dict[str, Any]) -> list[str]:
                 )
     check("pickup SQL p50 ms", med("pickup: SQL", "p50 ms"), 5.0, higher=False)
     check("pickup SQL p99 ms", med("pickup: SQL", "p99 ms"), 25.0, higher=False)
-    check("HTTP submit % of bare endpoint", med("HTTP POST", "ratio %"), 70.0)
+    check("HTTP submit % of bare endpoint", med("HTTP POST", "ratio %"), 80.0)
     check("depth: deep % of shallow", med("depth", "ratio %"), 80.0)
     rate = med("concurrency", "executions/s")
     for name in results:
@@ -256,7 +264,9 @@ def targets(results: dict[str, Any]) -> list[str]:
                         0.8 * min(slots / 0.05, limit),
                     )
     check("concurrency worker peak RSS MB", med("concurrency", "peak RSS MB"), 300.0, higher=False)
-    return out
+    from bench import platform
+
+    return out + platform.targets(results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="comma-separated groups to leave out")
     parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 3)")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument(
+        "--servers",
+        default=None,
+        help="the platform group's servers, comma-separated (default: lg-deploy,langgraph-dev,"
+        "aegra; with --quick: lg-deploy)",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
     repeat = args.repeat or (1 if args.quick else 3)
@@ -276,15 +292,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown groups {sorted(unknown)}; known: {', '.join(GROUPS)}")
     if skip:
         only = (only or set(GROUPS)) - skip
+    default_servers = "lg-deploy" if args.quick else "lg-deploy,langgraph-dev,aegra"
+    servers = [s for s in (args.servers or default_servers).split(",") if s]
     started = time.monotonic()
     server = Server()
     results: dict[str, Any] = {}
     try:
         facts = machine(server)
-        for name, step in plan(server, sizes, only):
+        for name, step in plan(server, sizes, only, servers):
             print(f"== {name}", file=sys.stderr, flush=True)
             samples: list[Result] = []
             times = min(repeat, HEAVY_REPEAT) if name.startswith(HEAVY) else repeat
+            if name.startswith("platform") and args.repeat is None:
+                times = 1  # each server once per row, the servers alternating row by row
             try:
                 for number in range(times):
                     began = time.monotonic()

@@ -1,6 +1,7 @@
 """The graphs the measurements run: a no-op one-node graph and one whose node awaits 50 ms
 (SPECS, what every worker serves), and the streaming group's two (STREAM_SPECS): `emit`, which
-writes timestamped custom events at a steady rate, and `speak`, a fake chat model's long reply."""
+writes timestamped custom events at a steady rate, and `speak`, a fake chat model's long reply;
+the platform group's `pause` waits as long as its input says (PLATFORM_SPECS)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ SPECS = {"noop": "bench.graphs:noop", "sleep50": "bench.graphs:sleep50"}
 # Kept apart from SPECS: a worker claims only the graphs it serves, one index walk each, so
 # adding these to every worker would change the other rows.
 STREAM_SPECS = {"emit": "bench.graphs:emit", "speak": "bench.graphs:speak"}
+# What the platform group serves on lg-deploy and on each peer server, by file and name.
+PLATFORM_GRAPHS = ("noop", "sleep50", "speak", "pause")
+PLATFORM_SPECS = {name: f"bench.graphs:{name}" for name in PLATFORM_GRAPHS}
 
 
 class State(TypedDict, total=False):
@@ -32,6 +36,17 @@ async def _noop(state: State) -> State:
 
 async def _sleep(state: State) -> State:
     await asyncio.sleep(SLEEP_SECONDS)
+    return {}
+
+
+class PauseState(TypedDict, total=False):
+    """How long the node waits, in seconds."""
+
+    seconds: float
+
+
+async def _pause(state: PauseState) -> PauseState:
+    await asyncio.sleep(state.get("seconds", SLEEP_SECONDS))
     return {}
 
 
@@ -85,3 +100,4 @@ noop = _one_node(_noop)
 sleep50 = _one_node(_sleep)
 emit = _one_node(_emit, EmitState)
 speak = _one_node(_speak, SpeakState)
+pause = _one_node(_pause, PauseState)
