@@ -3,6 +3,13 @@
 A process registers the graphs it serves when it starts, keeps its row alive while it runs and
 removes it when it stops, so psql, /graphs and /metrics can tell which QUEUED executions wait
 for a graph that no live worker serves. Claims never need it: they filter on their own graphs.
+
+A row also names the process table its pid lives in (`host_key`: the kernel's boot id and the
+pid namespace). A process sharing that table sees for certain when another worker's process is
+gone (no such pid, or a zombie), at its start and at each heartbeat, and puts that worker's runs
+back in the queue at once instead of waiting out their leases: a server restarted after a crash
+picks its own runs up again in seconds. Any doubt (another host, another namespace, a reused
+pid) leaves the runs to their leases.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import logging
 import os
 import socket
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any, LiteralString
 
 from psycopg.rows import dict_row
@@ -21,6 +29,9 @@ from lg_deploy.db.pool import while_unreachable
 from lg_deploy.db.queries import query
 from lg_deploy.models import UnservedGraph
 from lg_deploy.tasks import cancel_and_wait
+
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+PID_NAMESPACE_PATH = Path("/proc/self/ns/pid")
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +59,7 @@ class Fleet:
         concurrency: int,
         ttl_seconds: float,
         fail_never_served_after_seconds: float,
+        recover_gone_workers: bool = True,
     ) -> None:
         self._pool = pool
         self.worker_id = worker_id
@@ -56,12 +68,17 @@ class Fleet:
         self._ttl_seconds = ttl_seconds
         self._fail_after_seconds = fail_never_served_after_seconds
         self._task: asyncio.Task[None] | None = None
+        self._recover_gone = recover_gone_workers
 
     async def start(self) -> None:
         """Register this process and its graphs (waiting out a database that is restarting),
         then keep the registration alive."""
         await while_unreachable(self._register, "fleet registration")
         logger.info("serving graphs %s as worker %s", ", ".join(self.graph_ids), self.worker_id)
+        try:
+            await self.recover_gone()
+        except Exception as error:  # the next heartbeat tries again; leases recover them anyway
+            logger.warning("could not recover the runs of workers that are gone: %s", error)
         self._task = asyncio.create_task(self._run(), name="lg-deploy-fleet")
 
     async def stop(self) -> None:
@@ -96,7 +113,28 @@ class Fleet:
         if not alive:
             logger.warning("worker %s missing from the fleet; registering it again", self.worker_id)
             await self._register()
+        await self.recover_gone()
         await self._fail_never_served(self._fail_after_seconds)
+
+    async def recover_gone(self) -> list[tuple[str, str]]:
+        """Requeue (or fail, without attempts left) the runs of workers whose processes are gone
+        from this process table; (execution id, new status) of each."""
+        key = host_key()
+        if key is None or not self._recover_gone:
+            return []
+        params = {"host_key": key, "worker_id": self.worker_id}
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(query("workers_sharing_host_key"), params)
+            gone = [str(worker_id) for worker_id, pid in await cursor.fetchall() if is_gone(pid)]
+            if not gone:
+                return []
+            cursor = await conn.execute(query("recover_gone_workers"), {"worker_ids": gone})
+            recovered = [(str(eid), str(status)) for eid, status in await cursor.fetchall()]
+        for execution_id, status in recovered:
+            logger.warning(
+                "execution %s is %s again: its worker's process is gone", execution_id, status
+            )
+        return recovered
 
     async def _register(self) -> None:
         params = {
@@ -106,6 +144,7 @@ class Fleet:
             "graph_ids": self.graph_ids,
             "concurrency": self._concurrency,
             "ttl_seconds": self._ttl_seconds,
+            "host_key": host_key(),
         }
         await self._execute(query("register_worker"), params)
 
@@ -122,6 +161,32 @@ class Fleet:
     async def _execute(self, sql: LiteralString, params: dict[str, Any]) -> None:
         async with self._pool.connection() as conn:
             await conn.execute(sql, params)
+
+
+def host_key() -> str | None:
+    """This process table's identity: the kernel's boot id and the pid namespace; None where
+    /proc does not tell (then no worker is ever judged gone by its pid)."""
+    try:
+        boot_id = BOOT_ID_PATH.read_text().strip()
+        namespace = PID_NAMESPACE_PATH.stat().st_ino
+    except OSError:
+        return None
+    return f"{boot_id}/{namespace}" if boot_id else None
+
+
+def is_gone(pid: int) -> bool:
+    """Whether no process `pid` can still run here: none exists, or only its zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
 
 
 async def unserved_graphs(pool: AsyncConnectionPool[Any]) -> list[UnservedGraph]:

@@ -313,6 +313,7 @@ async def _postgres_runtime(
         concurrency=settings.worker_concurrency,
         ttl_seconds=settings.lease_seconds,
         fail_never_served_after_seconds=settings.unserved_graph_seconds,
+        recover_gone_workers=settings.recover_gone_workers,
     )
     try:
         if listener is not None:

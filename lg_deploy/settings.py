@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     gc_objects_per_slot: int = Field(default=DEFAULT_OBJECTS_PER_SLOT, ge=0, le=1_000_000)
     lease_seconds: float = Field(default=10.0, ge=1, le=86_400)
     recovery_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
+    # false: runs of a worker whose process is gone from this host wait out their leases too
+    recover_gone_workers: bool = True
     max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=1000)
     retry_on_error: bool = False
     retry_backoff_seconds: float = Field(default=DEFAULT_BACKOFF_SECONDS, ge=0, le=3600)

@@ -35,7 +35,9 @@ def spawn(tmp_path: Path) -> Iterator[Launcher]:
 def test_killed_workers_execution_is_recovered_within_15s_with_default_lease(
     sql: SqlConn, worker_env: dict[str, str], db_url: str, spawn: Launcher
 ) -> None:
-    """SIGKILL a worker mid-run (lease 10 s, recovery 2 s): another takes it over within 15 s."""
+    """SIGKILL a worker mid-run (lease 10 s, recovery 2 s): another takes it over within 15 s,
+    by the lease alone (as on another host: the same-host shortcut is off)."""
+    worker_env = {**worker_env, "LG_DEPLOY_RECOVER_GONE_WORKERS": "false"}
     first = spawn.start(worker_env, "worker")
     wait_listening(db_url, 1, first)
     execution_id = insert(sql, "sleep", {"seconds": 60})

@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from lg_deploy.db.listener import RECONNECTED
 from lg_deploy.http.waiting import FinishWaiter
 from lg_deploy.models import ExecutionState
@@ -54,6 +56,7 @@ async def _finish(store: CountingStore, queued: ExecutionState) -> ExecutionStat
     return await store.update(moved(running, COMPLETED), expected_status=RUNNING)
 
 
+@pytest.mark.req("SDK-COMPAT")
 async def test_a_handed_state_costs_no_query_until_the_finish_notice() -> None:
     """Handed the state it just wrote, the wait queries once: after the notice."""
     store, notices = CountingStore(), Notices()
@@ -71,6 +74,7 @@ async def test_a_handed_state_costs_no_query_until_the_finish_notice() -> None:
     assert store.gets == 1
 
 
+@pytest.mark.req("SDK-COMPAT")
 async def test_a_finish_announced_before_the_wait_began_is_not_missed() -> None:
     """The notice came between the write and the wait: the wait queries at once and answers
     the final state instead of sleeping until its poll."""
@@ -84,6 +88,7 @@ async def test_a_finish_announced_before_the_wait_began_is_not_missed() -> None:
     assert final.status == COMPLETED
 
 
+@pytest.mark.req("SDK-COMPAT")
 async def test_after_a_notice_naming_no_ids_a_handed_state_is_checked() -> None:
     """A wildcard notice (too many ids, or a reconnect) just before the wait: it queries."""
     store, notices = CountingStore(), Notices()
@@ -96,6 +101,7 @@ async def test_after_a_notice_naming_no_ids_a_handed_state_is_checked() -> None:
     assert final.status == COMPLETED
 
 
+@pytest.mark.req("SDK-COMPAT")
 async def test_a_wait_past_its_timeout_answers_the_state_as_it_is() -> None:
     """No notice, no finish: the timeout answers the current (queued) state."""
     store, notices = CountingStore(), Notices()

@@ -6,7 +6,7 @@ import asyncio
 import signal
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -373,12 +373,10 @@ def test_default_lease_and_recovery_interval_recover_within_15_seconds() -> None
     assert defaults.lease_seconds + defaults.recovery_interval_seconds <= 15
 
 
-@pytest.mark.req("DUR-LEASE")
-def test_sigkilled_worker_process_is_recovered_within_15_seconds_by_default(
-    workers: Workers, sql: psycopg.Connection[Any]
-) -> None:
-    """With default settings, a SIGKILLed `lg-deploy worker` loses its run to a peer in < 15 s."""
-    victim = workers.start()
+def _sleeping_run(
+    sql: psycopg.Connection[Any],
+) -> tuple[object, Callable[[], tuple[str, str | None, int]]]:
+    """A 60 s `sleep` run inserted by SQL: its id, and a reader of (status, worker, attempts)."""
     row = sql.execute(
         "INSERT INTO lg_deploy.executions (graph_id, input)"
         " VALUES ('sleep', '{\"seconds\": 60}') RETURNING execution_id"
@@ -394,18 +392,59 @@ def test_sigkilled_worker_process_is_recovered_within_15_seconds_by_default(
         assert found is not None
         return found[0], found[1], found[2]
 
+    return execution_id, holder
+
+
+def _requeue_reason(sql: psycopg.Connection[Any], execution_id: object) -> tuple[str] | None:
+    row = sql.execute(
+        "SELECT error FROM lg_deploy.execution_events"
+        " WHERE execution_id = %s AND from_status = 'RUNNING' AND to_status = 'QUEUED'",
+        (execution_id,),
+    ).fetchone()
+    return None if row is None else (row[0],)
+
+
+@pytest.mark.req("DUR-LEASE")
+def test_sigkilled_worker_process_is_recovered_within_15_seconds_by_default(
+    workers: Workers, sql: psycopg.Connection[Any]
+) -> None:
+    """With default leases, a SIGKILLed `lg-deploy worker` loses its run to a peer in < 15 s,
+    by its lease alone (as for a worker on another host: the same-host shortcut is off)."""
+    alone = {"LG_DEPLOY_RECOVER_GONE_WORKERS": "false"}
+    victim = workers.start(**alone)
+    execution_id, holder = _sleeping_run(sql)
     wait_until(lambda: holder()[0] == "RUNNING")
     victim_id = holder()[1]
-    workers.start()
+    workers.start(**alone)
     victim.process.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     wait_until(lambda: holder()[0] == "RUNNING" and holder()[1] != victim_id, timeout=20)
     elapsed = time.monotonic() - killed
     assert 7.0 <= elapsed < 15.0, elapsed
     assert holder()[2] == 2
-    error = sql.execute(
-        "SELECT error FROM lg_deploy.execution_events"
-        " WHERE execution_id = %s AND from_status = 'RUNNING' AND to_status = 'QUEUED'",
-        (execution_id,),
-    ).fetchone()
+    error = _requeue_reason(sql, execution_id)
     assert error == (f"lease expired: worker {victim_id} stopped renewing attempt 1 of 3",)
+
+
+@pytest.mark.req("DUR-GONE-WORKER")
+def test_a_process_starting_on_the_host_of_a_sigkilled_worker_takes_its_run_at_once(
+    workers: Workers, sql: psycopg.Connection[Any]
+) -> None:
+    """A worker SIGKILLed with a 300 s lease: the next worker started on the same host sees its
+    process is gone and requeues its run as it starts, long before the lease would pass."""
+    long_lease = {"LG_DEPLOY_LEASE_SECONDS": "300"}
+    victim = workers.start(**long_lease)
+    execution_id, holder = _sleeping_run(sql)
+    wait_until(lambda: holder()[0] == "RUNNING")
+    victim_id = holder()[1]
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait()
+    workers.start(**long_lease)
+    wait_until(lambda: holder()[0] == "RUNNING" and holder()[1] != victim_id, timeout=60)
+    assert holder()[2] == 2
+    error = _requeue_reason(sql, execution_id)
+    assert error == (f"worker {victim_id} is gone (its process ended) during attempt 1 of 3",)
+    left = sql.execute(
+        "SELECT count(*) FROM lg_deploy.workers WHERE worker_id = %s", (victim_id,)
+    ).fetchone()
+    assert left == (0,)

@@ -257,7 +257,7 @@ async def test_a_worker_killed_mid_stream_is_continued_by_another_and_the_stream
 ) -> None:
     """SIGKILL while the run waits: the retry on a second worker resumes from the checkpoint,
     the one stream shows both attempts' metadata and ends with the final values, and the
-    run's history says the lease expired."""
+    run's history shows it requeued."""
     config = graphs_env["LG_DEPLOY_CONFIG"]
     first = workers.start(LG_DEPLOY_CONFIG=config)
     thread = await client.threads.create()

@@ -7,10 +7,10 @@ WITH served AS (
     ON CONFLICT (graph_id) DO UPDATE SET last_served_at = now()
 )
 INSERT INTO lg_deploy.workers AS w
-    (worker_id, hostname, pid, graph_ids, concurrency, expires_at)
+    (worker_id, hostname, pid, graph_ids, concurrency, expires_at, host_key)
 VALUES
     (%(worker_id)s, %(hostname)s, %(pid)s, %(graph_ids)s::text[], %(concurrency)s,
-     now() + make_interval(secs => %(ttl_seconds)s))
+     now() + make_interval(secs => %(ttl_seconds)s), %(host_key)s)
 ON CONFLICT (worker_id) DO UPDATE
 SET graph_ids = EXCLUDED.graph_ids,
     heartbeat_at = now(),
@@ -69,3 +69,38 @@ SET status = 'FAILED',
 FROM doomed
 WHERE e.execution_id = doomed.execution_id
 RETURNING e.execution_id::text, e.graph_id;
+
+-- name: workers_sharing_host_key
+-- The other workers whose pids live in this process's process table (same boot, same pid
+-- namespace): the caller checks which of those processes are gone.
+SELECT worker_id, pid
+FROM lg_deploy.workers
+WHERE host_key = %(host_key)s AND worker_id <> %(worker_id)s;
+
+-- name: recover_gone_workers
+-- RUNNING rows of workers whose processes are gone (checked by the caller): QUEUED again while
+-- attempts remain, else FAILED, as an expired lease would have had them; their fleet rows go.
+WITH gone AS (
+    DELETE FROM lg_deploy.workers WHERE worker_id = ANY(%(worker_ids)s::text[])
+), held AS (
+    SELECT execution_id
+    FROM lg_deploy.executions
+    WHERE status = 'RUNNING' AND worker_id = ANY(%(worker_ids)s::text[])
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE lg_deploy.executions e
+SET status = CASE
+        WHEN e.cancel_requested_at IS NULL AND e.attempts < e.max_attempts THEN 'QUEUED'
+        ELSE 'FAILED'
+    END,
+    error = CASE
+        WHEN e.cancel_requested_at IS NOT NULL THEN 'cancelled'
+        WHEN e.attempts < e.max_attempts THEN
+            format('worker %%s is gone (its process ended) during attempt %%s of %%s',
+                   e.worker_id, e.attempts, e.max_attempts)
+        ELSE format('worker %%s is gone (its process ended) during attempt %%s of %%s; no attempts left',
+                    e.worker_id, e.attempts, e.max_attempts)
+    END
+FROM held
+WHERE e.execution_id = held.execution_id
+RETURNING e.execution_id, e.status;
