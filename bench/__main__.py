@@ -7,6 +7,7 @@ max), the machine facts and the targets of issue 5 met or missed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -66,7 +67,7 @@ def machine(server: Server) -> dict[str, str]:
 
 
 def plan(
-    server: Server, sizes: Sizes, only: set[str], servers: list[str]
+    server: Server, sizes: Sizes, only: set[str], servers: list[str], background: int | None = None
 ) -> list[tuple[str, Callable[[], Result]]]:
     """(row name, one repetition) for every selected measurement, in run order."""
     steps: list[tuple[str, Callable[[], Result]]] = []
@@ -179,6 +180,8 @@ def plan(
         from bench import platform
 
         platform_sizes = platform.QUICK if sizes == QUICK else platform.PlatformSizes()
+        if background:
+            platform_sizes = dataclasses.replace(platform_sizes, background=background)
         steps.extend(platform.steps(server, platform_sizes, servers))
     return steps
 
@@ -278,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 3)")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument(
+        "--background",
+        type=int,
+        default=None,
+        help="runs of the platform group's runs.create row (default 5,000; --quick 30)",
+    )
+    parser.add_argument(
         "--servers",
         default=None,
         help="the platform group's servers, comma-separated (default: lg-deploy,langgraph-dev,"
@@ -299,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     try:
         facts = machine(server)
-        for name, step in plan(server, sizes, only, servers):
+        for name, step in plan(server, sizes, only, servers, args.background):
             print(f"== {name}", file=sys.stderr, flush=True)
             samples: list[Result] = []
             times = min(repeat, HEAVY_REPEAT) if name.startswith(HEAVY) else repeat

@@ -179,7 +179,10 @@ async def outcomes(url: str, runs: list[tuple[str, str]], since: float, patience
             except Exception:  # a peer that lost the run answers 404: keep counting it lost
                 return None
 
-        for run in await bounded([lambda t=t, r=r: look(t, r) for t, r in pending], 16):
+        looked = await bounded([lambda t=t, r=r: look(t, r) for t, r in pending], 16)
+        if all(run is None for run in looked):
+            break  # the server forgot every run left: none can finish any more
+        for run in looked:
             if run is not None and run["status"] == "success":
                 done[str(run["run_id"])] = _epoch(run["updated_at"])
         if len(done) < len(runs):
