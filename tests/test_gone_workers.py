@@ -104,7 +104,7 @@ async def test_a_starting_process_requeues_only_the_runs_of_workers_surely_gone(
     sql: SqlConn, pool: AsyncConnectionPool[Any], live_pid: int
 ) -> None:
     """Gone (same key, ended pid): QUEUED again, or FAILED without attempts left, its row
-    deleted; alive (same key, live pid), elsewhere (another key) and unknown (no key): left
+    expired; alive (same key, live pid), elsewhere (another key) and unknown (no key): left
     RUNNING on their leases."""
     key = host_key()
     ended = _ended_pid()
@@ -129,8 +129,9 @@ async def test_a_starting_process_requeues_only_the_runs_of_workers_surely_gone(
         )
         for kept in (alive, elsewhere, unknown):
             assert _state(sql, kept) == ("RUNNING", None)
-        rows = sql.execute("SELECT worker_id FROM lg_deploy.workers ORDER BY 1").fetchall()
+        rows = sql.execute("SELECT worker_id FROM lg_deploy.live_workers ORDER BY 1").fetchall()
         assert rows == [("alive",), ("elsewhere",), ("starting",), ("unknown",)]
+        assert await fleet.recover_gone() == []  # an expired row is not looked at again
     finally:
         await fleet.stop()
 

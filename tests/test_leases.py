@@ -444,7 +444,7 @@ def test_a_process_starting_on_the_host_of_a_sigkilled_worker_takes_its_run_at_o
     assert holder()[2] == 2
     error = _requeue_reason(sql, execution_id)
     assert error == (f"worker {victim_id} is gone (its process ended) during attempt 1 of 3",)
-    left = sql.execute(
-        "SELECT count(*) FROM lg_deploy.workers WHERE worker_id = %s", (victim_id,)
+    live = sql.execute(
+        "SELECT count(*) FROM lg_deploy.live_workers WHERE worker_id = %s", (victim_id,)
     ).fetchone()
-    assert left == (0,)
+    assert live == (0,)

@@ -71,17 +71,20 @@ WHERE e.execution_id = doomed.execution_id
 RETURNING e.execution_id::text, e.graph_id;
 
 -- name: workers_sharing_host_key
--- The other workers whose pids live in this process's process table (same boot, same pid
--- namespace): the caller checks which of those processes are gone.
+-- The other live workers whose pids live in this process's process table (same boot, same pid
+-- namespace): the caller checks which of those processes are gone. (A row expired already had
+-- its leases expire too: lease recovery has its runs.)
 SELECT worker_id, pid
 FROM lg_deploy.workers
-WHERE host_key = %(host_key)s AND worker_id <> %(worker_id)s;
+WHERE host_key = %(host_key)s AND worker_id <> %(worker_id)s AND expires_at > now();
 
 -- name: recover_gone_workers
 -- RUNNING rows of workers whose processes are gone (checked by the caller): QUEUED again while
--- attempts remain, else FAILED, as an expired lease would have had them; their fleet rows go.
+-- attempts remain, else FAILED, as an expired lease would have had them; their fleet rows
+-- expire now (they stay visible as dead workers for a while, as any other).
 WITH gone AS (
-    DELETE FROM lg_deploy.workers WHERE worker_id = ANY(%(worker_ids)s::text[])
+    UPDATE lg_deploy.workers SET expires_at = now()
+    WHERE worker_id = ANY(%(worker_ids)s::text[]) AND expires_at > now()
 ), held AS (
     SELECT execution_id
     FROM lg_deploy.executions
