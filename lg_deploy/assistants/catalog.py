@@ -8,6 +8,7 @@ it by that id or by the graph name, and it cannot be changed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Sequence
 
@@ -22,8 +23,9 @@ SYSTEM_METADATA = {"created_by": "system"}
 _STARTED = utcnow()  # a system assistant's clocks: when this process started
 
 
+@functools.lru_cache(maxsize=1024)
 def assistant_id_of(graph_id: str) -> str:
-    """The platform's default (system) assistant id for a graph."""
+    """The platform's default (system) assistant id for a graph (remembered: every run asks)."""
     return str(uuid.uuid5(NAMESPACE_GRAPH, graph_id))
 
 
