@@ -33,11 +33,39 @@ pytest_plugins = [
     "tests.traceability",
     "tests.support.backends",
     "tests.support.browser",
+    "tests.support.depth",
     "tests.support.graphs",
     "tests.support.processes",
     "tests.support.roles",
     "tests.support.servers",
 ]
+
+
+# The files that take longest (a minute or more beside other test processes), longest first.
+# Under pytest-xdist (`--dist loadfile --no-loadscope-reorder`, scripts/test) files are handed
+# out in collection order: these go first, so that none starts while the others end. Only the
+# order changes; a file missing here runs after them.
+LONGEST_FILES = (
+    "test_schemathesis.py",
+    "test_bench_smoke.py",
+    "test_readme_run.py",
+    "test_processes.py",
+    "test_console_browser.py",
+    "test_langgraph_sdk.py",
+    "test_streams.py",
+    "test_crons.py",
+    "test_chaos.py",
+    "test_cli_exit_codes.py",
+    "test_embedded_lifecycle.py",
+    "test_webhooks.py",
+    "test_bench_platform_smoke.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest files first (LONGEST_FILES), the others after them in their usual order."""
+    rank = {name: place for place, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from tests.chaos.processes import (
     status_counts,
     wait_listening,
 )
-from tests.support.servers import free_port
+from tests.support.servers import answers_200, free_port
 from tests.support.waiting import wait_until
 
 OUTAGE_SECONDS = 3.0
@@ -124,10 +124,7 @@ def test_execution_inserted_after_all_backends_are_killed_starts_within_2s(
 
 def _answers(port: int) -> bool:
     """True once `serve` on this port answers /healthz."""
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).status_code == 200
-    except httpx.TransportError:
-        return False
+    return answers_200(f"http://127.0.0.1:{port}/healthz")
 
 
 def assert_503_json(answer: httpx.Response) -> None:

@@ -121,8 +121,8 @@ def test_leases_are_renewed_for_a_stalled_loop_but_not_for_a_wedged_one(
 def test_blocking_node_longer_than_its_lease_runs_once_beside_another_worker(
     worker_env: dict[str, str], sql: SqlConn, tmp_path: Path
 ) -> None:
-    """A node blocks serve's loop 4 s on 1 s leases while another worker stands by: one attempt,
-    completed; the warning names the node's line and the execution; /metrics counts the stall."""
+    """A node blocks serve's loop 4 s on 1 s leases while another worker sweeps leases: one
+    attempt, completed; the warning names the node's line and the run; /metrics counts the stall."""
     (tmp_path / "blocking.py").write_text(BLOCKING_GRAPH, encoding="utf-8")
     env = {
         **worker_env,
@@ -131,22 +131,25 @@ def test_blocking_node_longer_than_its_lease_runs_once_beside_another_worker(
         "LG_DEPLOY_RECOVERY_INTERVAL_SECONDS": "0.2",
         "LG_DEPLOY_POLL_INTERVAL_SECONDS": "0.1",
     }
-    with running_server(env, tmp_path) as server:
-        row = sql.execute(
-            "INSERT INTO lg_deploy.executions (graph_id, input)"
-            " VALUES ('blocking', '{\"seconds\": 4}') RETURNING execution_id::text"
-        ).fetchone()
-        assert row is not None
-        execution_id = row[0]
-        wait_until(lambda: status(sql, execution_id) == "RUNNING")
-        other = subprocess.Popen(
-            [*LG_DEPLOY_COMMAND, "worker"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
+    # The other worker serves the built-in graphs, so it cannot take the run first; it stands by
+    # with its lease sweep, which would requeue the run (and a second claim would follow) if
+    # serve's lease lapsed while its loop was blocked. It registers before the run is inserted.
+    other = subprocess.Popen(
+        [*LG_DEPLOY_COMMAND, "worker"],
+        env={name: value for name, value in env.items() if name != "LG_DEPLOY_GRAPHS"},
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with running_server(env, tmp_path) as server:
+            wait_until(lambda: registered_workers(sql) == 2, 60)
+            row = sql.execute(
+                "INSERT INTO lg_deploy.executions (graph_id, input)"
+                " VALUES ('blocking', '{\"seconds\": 4}') RETURNING execution_id::text"
+            ).fetchone()
+            assert row is not None
+            execution_id = row[0]
             wait_until(lambda: status(sql, execution_id) in ("COMPLETED", "FAILED"), 30)
             claims = sql.execute(
                 "SELECT count(*) FROM lg_deploy.execution_events"
@@ -154,15 +157,15 @@ def test_blocking_node_longer_than_its_lease_runs_once_beside_another_worker(
                 (execution_id,),
             ).fetchone()
             assert (status(sql, execution_id), claims) == ("COMPLETED", (1,))
-            assert registered_workers(sql) == 2  # the other one was there to take it over
+            assert registered_workers(sql) == 2  # the other one stood by all along
             warned = blocked_warnings(server.log_lines(), execution_id)
             assert warned
             assert "blocking.py:9 in graph" in warned[0]
             scrape = httpx.get(f"{server.url}/metrics", timeout=5).text
             assert "lg_deploy_event_loop_stalls_total 1.0" in scrape
-        finally:
-            other.terminate()
-            other.wait(30)
+    finally:
+        other.terminate()
+        other.wait(30)
 
 
 def registered_workers(sql: SqlConn) -> int:

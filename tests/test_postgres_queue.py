@@ -118,7 +118,7 @@ async def test_a_dequeued_row_is_running_for_this_worker(make_queue: MakeQueue, 
     execution_id = await asyncio.wait_for(queue.dequeue(), WAIT_SECONDS)
     assert execution_id == inserted
     row = sql.execute(
-        "SELECT status, worker_id, attempts, lease_expires_at - started_at, now() - started_at"
+        "SELECT status, worker_id, attempts, lease_expires_at - updated_at, now() - started_at"
         " FROM lg_deploy.executions WHERE execution_id = %s",
         (execution_id,),
     ).fetchone()

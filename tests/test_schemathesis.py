@@ -32,6 +32,12 @@ from lg_deploy.settings import load_settings
 from tests.support.servers import running_server
 
 REQUEST_SECONDS = 20.0
+# Generated cases per operation and generation mode, after the coverage cases; `--deep` runs
+# more (the coverage cases, about 4,400, are the same in both runs).
+EXAMPLES = 5
+DEEP_EXAMPLES = 40
+KEY_EXAMPLES = 3  # with the key: past the 401 on every operation, positive and negative
+DEEP_KEY_EXAMPLES = 10
 API_KEY = "fuzz-key-0123456789"
 # Graphs positive cases run: fast ones (sleep is bounded by the run timeout, but slow).
 FAST_GRAPHS = ("echo", "fail", "pipeline")
@@ -184,25 +190,28 @@ def fuzz(url: str, headers: dict[str, str], max_examples: int, coverage: bool) -
 
 
 @pytest.mark.req("SEC-FUZZ", "API-OPENAPI", "API-LIMITS")
-@pytest.mark.timeout(240)  # its cases grow with the operations: about 80 s alone on 2 cores
+@pytest.mark.timeout(240)  # its cases grow with the operations: about 40 s alone on 2 cores
 def test_schemathesis_all_checks_pass_on_the_running_server(
-    worker_env: dict[str, str], tmp_path: Path
+    worker_env: dict[str, str], tmp_path: Path, deep: bool
 ) -> None:
     """Over 1,000 derandomized cases on every operation: no 5xx, undocumented status or mismatch."""
+    examples = DEEP_EXAMPLES if deep else EXAMPLES
     with serving(worker_env, tmp_path) as url:
-        fuzzing = fuzz(url, {}, max_examples=40, coverage=True)
+        fuzzing = fuzz(url, {}, max_examples=examples, coverage=True)
     assert fuzzing.sent >= 1000, fuzzing.sent
     assert fuzzing.failures == {}, "\n\n".join(fuzzing.failures.values())
 
 
 @pytest.mark.req("SEC-FUZZ", "API-AUTH")
+@pytest.mark.timeout(240)  # about 30 s alone on 2 cores; four times that beside other tests
 def test_schemathesis_with_the_api_key_reaches_past_401(
-    worker_env: dict[str, str], tmp_path: Path
+    worker_env: dict[str, str], tmp_path: Path, deep: bool
 ) -> None:
     """With LG_DEPLOY_API_KEY set and the key sent, every check passes on every operation."""
     headers = {"Authorization": f"Bearer {API_KEY}"}
+    examples = DEEP_KEY_EXAMPLES if deep else KEY_EXAMPLES
     with serving(worker_env, tmp_path, LG_DEPLOY_API_KEY=API_KEY) as url:
-        fuzzing = fuzz(url, headers, max_examples=10, coverage=False)
+        fuzzing = fuzz(url, headers, max_examples=examples, coverage=False)
         with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
             assert client.post("/executions", json={"graph_id": "echo"}).status_code == 202
     assert fuzzing.sent >= 200, fuzzing.sent

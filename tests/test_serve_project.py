@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support.processes import json_lines
-from tests.support.servers import SERVE_START_SECONDS, free_port
+from tests.support.servers import SERVE_START_SECONDS, answers_200, free_port
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,10 +79,7 @@ def scripts_serve(
 
     def answers() -> bool:
         assert process.poll() is None, log_path.read_text()
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
+        return answers_200(f"http://127.0.0.1:{port}/healthz")
 
     try:
         wait_until(answers, SERVE_START_SECONDS)

@@ -346,7 +346,7 @@ def test_transitions_stamp_start_finish_and_clear_the_lease(sql: Conn) -> None:
         (OLD_TIME, OLD_TIME, execution_id),
     )
     running = row_of(sql, execution_id)
-    assert running["started_at"] == running["updated_at"]
+    assert running["updated_at"] <= running["started_at"] < running["updated_at"] + timedelta(1)
     assert running["finished_at"] is None
     sql.execute(
         "UPDATE lg_deploy.executions SET status = 'QUEUED', "
@@ -364,6 +364,27 @@ def test_transitions_stamp_start_finish_and_clear_the_lease(sql: Conn) -> None:
     assert done["finished_at"] == done["updated_at"] > running["updated_at"]
     assert done["started_at"] > running["started_at"]
     assert done["lease_expires_at"] is None
+
+
+@pytest.mark.req("CARD-SCHEMA", "THREAD-RUNS")
+def test_a_claim_begun_before_another_run_finished_starts_after_that_finish(
+    sql: Conn, db_url: str
+) -> None:
+    """A claiming transaction that began before a run finished, and claims after that finish
+    committed, stamps a started_at later than the finished run's finished_at (as psql shows a
+    thread's runs one after another)."""
+    finished, claimed = insert(sql), insert(sql)
+    claim(sql, finished)
+    with psycopg.connect(db_url) as claimer:  # not autocommit: BEGIN fixes its now()
+        claimer.execute("SELECT now()")
+        sql.execute(
+            "UPDATE lg_deploy.executions SET status = 'COMPLETED', output = '{}'"
+            " WHERE execution_id = %s",
+            (finished,),
+        )
+        claim(claimer, claimed)
+        claimer.commit()
+    assert row_of(sql, finished)["finished_at"] <= row_of(sql, claimed)["started_at"]
 
 
 @pytest.mark.req("CARD-SCHEMA", "LLD-10")

@@ -49,9 +49,11 @@ LEASE = timedelta(seconds=5)
 WORKERS = st.sampled_from(["w1", "w2"])
 PICK = st.integers(min_value=0, max_value=1_000_000)
 # No shrinking: each example needs its own database, so shrinking would take minutes; a failure
-# prints its (at most 30) steps unshrunk.
+# prints its (at most 30) steps unshrunk. The deep run (`scripts/test --deep`) tries more.
+EXAMPLES = 12
+DEEP_EXAMPLES = 100
 MACHINE_SETTINGS = settings(
-    max_examples=25,
+    max_examples=EXAMPLES,
     stateful_step_count=30,
     deadline=None,
     derandomize=True,
@@ -327,7 +329,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
 @pytest.mark.req("DUR-STATE-MACHINE", "DUR-FENCE", "DUR-LEASE", "DUR-CANCEL")
 def test_random_operation_sequences_keep_the_lifecycle_invariants(
-    pg_template: NoopExecutor,
+    pg_template: NoopExecutor, deep: bool
 ) -> None:
     """Any sequence of submit/claim/renew/finish/expire/cancel/tick keeps every invariant."""
     server = {
@@ -337,4 +339,8 @@ def test_random_operation_sequences_keep_the_lifecycle_invariants(
         "password": pg_template.password,
     }
     template = pg_template.template_dbname
-    run_state_machine_as_test(lambda: LifecycleMachine(server, template), settings=MACHINE_SETTINGS)
+    examples = DEEP_EXAMPLES if deep else EXAMPLES
+    run_state_machine_as_test(
+        lambda: LifecycleMachine(server, template),
+        settings=settings(MACHINE_SETTINGS, max_examples=examples),
+    )

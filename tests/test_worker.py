@@ -20,9 +20,11 @@ from tests.support.factories import make_state
 from tests.support.graphs import GatedRunner
 
 
-async def submit_echoes(backend: Backend, worker: ExecutionWorker, count: int) -> list[str]:
-    """`count` echo executions, each with its own input."""
-    return [await backend.submit(worker, input={"n": n}) for n in range(count)]
+async def submit_echoes(
+    backend: Backend, worker: ExecutionWorker, count: int, **fields: Any
+) -> list[str]:
+    """`count` echo executions, each with its own input (and `fields`)."""
+    return [await backend.submit(worker, input={"n": n}, **fields) for n in range(count)]
 
 
 async def assert_echoes_completed(backend: Backend, ids: list[str]) -> None:
@@ -140,13 +142,15 @@ async def test_hanging_graph_times_out_while_others_complete(
     await worker.start()
     hanging = await backend.submit(worker, graph_id="sleep", input={"seconds": 3600})
     own = await backend.submit(worker, graph_id="own_timeout", input={})
-    echoes = await submit_echoes(backend, worker, 5)
+    # The echoes' own timeout keeps a loaded machine's slow echo from failing them at 0.5 s.
+    echoes = await submit_echoes(backend, worker, 5, timeout_seconds=WAIT_SECONDS)
     await assert_echoes_completed(backend, echoes)
     state = await backend.final(hanging)
     assert state.status == ExecutionStatus.FAILED
     assert state.error == "timed out after 0.5 s"
     assert (await backend.final(own)).error == "TimeoutError: model call timed out"
-    await assert_echoes_completed(backend, await submit_echoes(backend, worker, 2))
+    later = await submit_echoes(backend, worker, 2, timeout_seconds=WAIT_SECONDS)
+    await assert_echoes_completed(backend, later)
 
 
 @pytest.mark.req("LLD-6.1", "CARD-CLAIM")

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from tests.chaos.stream_checker import ReceivedStream
-from tests.support.servers import free_port
+from tests.support.servers import answers_200, free_port
 
 LG_DEPLOY_SERVE = (sys.executable, "-m", "lg_deploy", "serve")
 READY_SECONDS = 60.0
@@ -109,10 +109,7 @@ class ApiServers:
 
 
 def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return answers_200(f"{url}/readyz")
 
 
 @dataclass(frozen=True)

