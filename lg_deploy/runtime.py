@@ -82,12 +82,15 @@ class Runtime:
     crons: PostgresCronStore | None = None  # None: the memory backend keeps no crons
     webhooks: Webhooks | None = None  # None: the memory backend sends no webhooks
 
-    def announce(self) -> None:
-        """An execution was just stored as QUEUED: this process's claimer claims now.
+    def announce(self, stored: ExecutionState | None = None) -> None:
+        """An execution was just stored as QUEUED: this process's claimer claims now, unless
+        `stored` is due later (its run_at after its creation, both the database's clock): the
+        poll finds it when due, and a claim now would find nothing.
 
         Other processes learn of it by NOTIFY (the insert trigger sends it) or at their poll.
         """
-        self.worker.wake()
+        if stored is None or stored.run_at <= stored.created_at:
+            self.worker.wake()
 
     async def unserved_graphs(self) -> list[UnservedGraph]:
         """Graphs with QUEUED executions no live worker serves (none without a fleet)."""

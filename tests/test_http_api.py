@@ -330,3 +330,20 @@ def test_the_six_characters_backslash_u0000_are_stored_as_text(client: TestClien
     assert len(text) == 6
     execution_id = submit(client, input={"t": text})["execution_id"]
     assert finished(client, execution_id)["output"] == {"t": text}
+
+
+@pytest.mark.req("API-EXECUTIONS", "CARD-NOTIFY")
+def test_a_submit_due_now_wakes_the_claimer_and_one_due_later_does_not(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Due now (no delay, or a run_at already past): the claimer is woken at once. Due later
+    (delay_seconds or a future run_at): nothing to claim yet, so no wake; its poll finds it."""
+    runtime = client.app_state["runtime"]
+    wakes: list[str] = []
+    monkeypatch.setattr(runtime.worker, "wake", lambda: wakes.append("wake"))
+    submit(client, delay_seconds=3600)
+    submit(client, run_at="2999-01-01T00:00:00Z")
+    assert wakes == []
+    submit(client)
+    submit(client, run_at="2000-01-01T00:00:00Z")
+    assert wakes == ["wake", "wake"]

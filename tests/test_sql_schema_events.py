@@ -206,6 +206,25 @@ def test_each_inserting_statement_notifies_once(sql: Conn, db_url: str) -> None:
 
 
 @pytest.mark.req("CARD-NOTIFY")
+def test_an_insert_wakes_workers_only_when_a_row_is_due_now(sql: Conn, db_url: str) -> None:
+    """Rows all due later send no NOTIFY (nothing to claim yet; the poll takes them when due);
+    one row due now among them sends one. Every row gets its history either way."""
+    later = "INSERT INTO lg_deploy.executions (graph_id, input, run_at) VALUES ('a', '{}', %s)"
+    with listening(db_url) as listener:
+        sql.execute(later, ("2999-01-01T00:00:00Z",))
+        sql.execute(
+            "INSERT INTO lg_deploy.executions (graph_id, input, run_at)"
+            " VALUES ('b', '{}', now() + interval '1 hour'), ('b', '{}', now())"
+        )
+        got = received(listener, 1)
+    assert [n.channel for n in got] == [QUEUED_CHANNEL]
+    history = sql.execute(
+        "SELECT count(*) FROM lg_deploy.execution_events WHERE to_status = 'QUEUED'"
+    ).fetchone()
+    assert history == (3,)
+
+
+@pytest.mark.req("CARD-NOTIFY")
 def test_handing_back_notifies_queued_and_claiming_does_not(sql: Conn, db_url: str) -> None:
     """RUNNING -> QUEUED wakes workers on lg_deploy_queued; QUEUED -> RUNNING sends nothing."""
     execution_id = insert(sql)

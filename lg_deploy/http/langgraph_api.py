@@ -77,7 +77,7 @@ async def _create_run(request: Request, model: type[RunBody]) -> tuple[Execution
     state = await new_run(request, body, None)
     runtime = runtime_of(request)
     stored = await runtime.store.create(state, delay_seconds=body.after_seconds or 0.0)
-    runtime.announce()
+    runtime.announce(stored)
     return stored, body
 
 
@@ -110,7 +110,7 @@ async def _create_thread_run(
         raise ApiError(409, BUSY_MESSAGE, thread_id=thread_id) from None
     if admission.cancel_in_flight is not None:
         await runtime.stop_cancelled(thread_id)
-    runtime.announce()
+    runtime.announce(stored)
     return stored, body
 
 

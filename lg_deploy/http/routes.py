@@ -84,7 +84,7 @@ async def submit_execution(request: Request) -> Response:
         stored = await runtime.store.create(state, delay_seconds=payload.delay_seconds or 0.0)
     except IdempotencyKeyUsed as used:
         return _replay(used, payload)
-    runtime.announce()
+    runtime.announce(stored)
     return _json(stored, 202, Location=f"/executions/{stored.execution_id}")
 
 
