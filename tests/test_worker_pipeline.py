@@ -160,7 +160,8 @@ async def test_only_connections_idle_a_while_are_checked_on_checkout(
 
 @pytest.mark.req("PERF-NOTIFY")
 def test_a_submit_through_the_api_sends_one_notification(db_url: str) -> None:
-    """POST /executions on PostgreSQL: the insert trigger's NOTIFY is the only one."""
+    """POST /executions on PostgreSQL of a run due now: the insert trigger's NOTIFY is the only
+    one on the queued channel (claiming and finishing it send none there)."""
     settings = load_settings(
         {
             "LG_DEPLOY_DATABASE_URL": db_url,
@@ -171,7 +172,7 @@ def test_a_submit_through_the_api_sends_one_notification(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as listener:
         listener.execute(f"LISTEN {QUEUED_CHANNEL}")
         with TestClient(create_app(settings)) as client:
-            body = {"graph_id": "echo", "input": {"a": 1}, "delay_seconds": 3600}
+            body = {"graph_id": "echo", "input": {"a": 1}}
             answer = client.post("/executions", json=body)
             assert answer.status_code == 202, answer.text
             got = list(listener.notifies(timeout=1.0))
