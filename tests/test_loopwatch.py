@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from lg_deploy.loopwatch import LoopWatch
 from lg_deploy.metrics import Metrics
 from lg_deploy.store.memory import InMemoryExecutionStore
 from lg_deploy.worker.leases import STALLED_RENEWAL_LEASES, LeaseKeeper
-from tests.support.processes import LG_DEPLOY_COMMAND
+from tests.support.processes import Workers
 from tests.support.servers import running_server
 from tests.support.waiting import wait_until
 
@@ -119,14 +118,12 @@ def test_leases_are_renewed_for_a_stalled_loop_but_not_for_a_wedged_one(
 
 @pytest.mark.req("LOOP-LAG", "LLD-9.1")
 def test_blocking_node_longer_than_its_lease_runs_once_beside_another_worker(
-    worker_env: dict[str, str], sql: SqlConn, tmp_path: Path
+    worker_env: dict[str, str], sql: SqlConn, tmp_path: Path, workers: Workers
 ) -> None:
     """A node blocks serve's loop 4 s on 1 s leases while another worker sweeps leases: one
     attempt, completed; the warning names the node's line and the run; /metrics counts the stall."""
     (tmp_path / "blocking.py").write_text(BLOCKING_GRAPH, encoding="utf-8")
-    env = {
-        **worker_env,
-        "LG_DEPLOY_GRAPHS": '{"blocking": "./blocking.py:graph"}',
+    leases = {
         "LG_DEPLOY_LEASE_SECONDS": "1",
         "LG_DEPLOY_RECOVERY_INTERVAL_SECONDS": "0.2",
         "LG_DEPLOY_POLL_INTERVAL_SECONDS": "0.1",
@@ -134,38 +131,29 @@ def test_blocking_node_longer_than_its_lease_runs_once_beside_another_worker(
     # The other worker serves the built-in graphs, so it cannot take the run first; it stands by
     # with its lease sweep, which would requeue the run (and a second claim would follow) if
     # serve's lease lapsed while its loop was blocked. It registers before the run is inserted.
-    other = subprocess.Popen(
-        [*LG_DEPLOY_COMMAND, "worker"],
-        env={name: value for name, value in env.items() if name != "LG_DEPLOY_GRAPHS"},
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        with running_server(env, tmp_path) as server:
-            wait_until(lambda: registered_workers(sql) == 2, 60)
-            row = sql.execute(
-                "INSERT INTO lg_deploy.executions (graph_id, input)"
-                " VALUES ('blocking', '{\"seconds\": 4}') RETURNING execution_id::text"
-            ).fetchone()
-            assert row is not None
-            execution_id = row[0]
-            wait_until(lambda: status(sql, execution_id) in ("COMPLETED", "FAILED"), 30)
-            claims = sql.execute(
-                "SELECT count(*) FROM lg_deploy.execution_events"
-                " WHERE execution_id = %s AND to_status = 'RUNNING'",
-                (execution_id,),
-            ).fetchone()
-            assert (status(sql, execution_id), claims) == ("COMPLETED", (1,))
-            assert registered_workers(sql) == 2  # the other one stood by all along
-            warned = blocked_warnings(server.log_lines(), execution_id)
-            assert warned
-            assert "blocking.py:9 in graph" in warned[0]
-            scrape = httpx.get(f"{server.url}/metrics", timeout=5).text
-            assert "lg_deploy_event_loop_stalls_total 1.0" in scrape
-    finally:
-        other.terminate()
-        other.wait(30)
+    workers.start(**leases)
+    env = {**worker_env, **leases, "LG_DEPLOY_GRAPHS": '{"blocking": "./blocking.py:graph"}'}
+    with running_server(env, tmp_path) as server:
+        wait_until(lambda: registered_workers(sql) == 2, 60)
+        row = sql.execute(
+            "INSERT INTO lg_deploy.executions (graph_id, input)"
+            " VALUES ('blocking', '{\"seconds\": 4}') RETURNING execution_id::text"
+        ).fetchone()
+        assert row is not None
+        execution_id = row[0]
+        wait_until(lambda: status(sql, execution_id) in ("COMPLETED", "FAILED"), 30)
+        claims = sql.execute(
+            "SELECT count(*) FROM lg_deploy.execution_events"
+            " WHERE execution_id = %s AND to_status = 'RUNNING'",
+            (execution_id,),
+        ).fetchone()
+        assert (status(sql, execution_id), claims) == ("COMPLETED", (1,))
+        assert registered_workers(sql) == 2  # the other one stood by all along
+        warned = blocked_warnings(server.log_lines(), execution_id)
+        assert warned
+        assert "blocking.py:9 in graph" in warned[0]
+        scrape = httpx.get(f"{server.url}/metrics", timeout=5).text
+        assert "lg_deploy_event_loop_stalls_total 1.0" in scrape
 
 
 def registered_workers(sql: SqlConn) -> int:

